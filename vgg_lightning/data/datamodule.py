@@ -1,0 +1,127 @@
+"""The LightningDataModule: ImageNet-layout loaders at one training scale S or with scale jittering."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from .datasets import EpochSampler, ImageFolder, collate, validate_layout
+from .transforms import CROP, BatchNormalizer, parse_scale
+
+log = logging.getLogger(__name__)
+
+
+class ImageNetDataModule(L.LightningDataModule):
+    """`root/train/<class>/*` and `root/val/<class>/*`; classes are the sorted folder names (so ImageNet's
+    sorted wnids line up with torchvision's weights).
+
+    `batch_size` is the global batch (the paper's 256): each of the W processes loads batch_size / W.
+    `scale` is S: an int, 'jitter' (S ~ U[scale_range] per image) or [S_min, S_max]. `test_scale` is Q for
+    validation, by default S for a fixed S and the middle of the range for jitter (the paper's 384).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        scale: int | str = 256,
+        scale_range: tuple[int, int] = (256, 512),
+        test_scale: int | None = None,
+        batch_size: int = 256,
+        num_workers: int = 8,
+        normalize: str = "paper",
+        on_corrupt: str = "skip",
+        num_classes: int | None = None,
+        seed: int = 0,
+        pin_memory: bool = True,
+        demo: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = str(root)
+        self.train_scale = parse_scale(scale_range if str(scale).lower() == "jitter" else scale)
+        self.test_scale = int(test_scale) if test_scale else (self.train_scale[0] + self.train_scale[1]) // 2
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory
+        self.demo = dict(demo) if demo else None
+        self.normalizer = BatchNormalizer(normalize)
+        self.skipped = 0
+        self._classes: list[str] | None = None
+
+    # -- what the run needs to know before the model is built ---------------------------------------------
+    @property
+    def scale_label(self) -> int | list[int]:
+        """S as results.json writes it: 256, or [256, 512] for jittering."""
+        low, high = self.train_scale
+        return low if low == high else [low, high]
+
+    def classes(self) -> list[str]:
+        """Validate the folder layout (generating the demo set first if this is the demo) and list the classes."""
+        if self._classes is None:
+            if self.demo is not None:
+                from .demo import make_demo_dataset
+
+                make_demo_dataset(self.root, **self.demo)
+            self._classes = validate_layout(self.root, ("train", "val"), self.expected_classes)
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes())
+
+    # -- Lightning hooks ------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.classes()
+
+    def setup(self, stage: str) -> None:
+        self.classes()
+        common = dict(root=self.root, seed=self.seed, on_corrupt=self.on_corrupt)
+        self.val_set = ImageFolder(split="val", train=False, test_scale=self.test_scale, center_crop=CROP, **common)
+        if stage == "fit":
+            self.train_set = ImageFolder(split="train", train=True, scale=self.train_scale, **common)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def per_device_batch(self) -> int:
+        _, world_size = self._world()
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} (the global batch) does not divide over {world_size} "
+                f"processes; choose a multiple of {world_size}"
+            )
+        return self.batch_size // world_size
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        rank, world_size = self._world()
+        sampler = EpochSampler(len(dataset), shuffle, self.seed, rank, world_size, drop_last=shuffle)
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch(),
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Float conversion, colour shift and mean subtraction on the batch, on the device it landed on."""
+        if "image" in batch:
+            batch["image"] = self.normalizer(batch["image"], batch.get("pca_alpha"))
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped = state.get("skipped", 0)

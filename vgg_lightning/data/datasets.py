@@ -1,0 +1,155 @@
+"""Image folders in the ImageNet layout (`root/<split>/<class>/*.JPEG`), sampled so that every random draw is
+keyed by (seed, epoch, sample index): the same sample gets the same crop, flip and colour shift whatever the
+number of processes or workers, which is what makes a DDP run equal a single-process one."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from .decode import CorruptImageError, read_bytes
+from .transforms import CROP, pca_alpha, random_crop, rescale
+
+log = logging.getLogger(__name__)
+ON_CORRUPT = ("skip", "error")
+
+
+class DataLayoutError(ValueError):
+    """The data folder is not what the run needs; the message says what was found and what was expected."""
+
+
+def validate_layout(root: str, splits=("train", "val"), num_classes: int | None = None) -> list[str]:
+    """Check `root/<split>/<class>/<images>` before any work; returns the sorted class names."""
+    if not os.path.isdir(root):
+        raise DataLayoutError(
+            f"data root {root!r} does not exist. Set data.root=/path/to/imagenet (with train/ and val/ "
+            f"inside), or try the generated demo set: python -m vgg_lightning experiment=demo"
+        )
+    problems, classes_of = [], {}
+    for split in splits:
+        path = os.path.join(root, split)
+        if not os.path.isdir(path):
+            problems.append(f"missing split folder {path!r}")
+            continue
+        classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
+        classes_of[split] = classes
+        if num_classes is not None and len(classes) != num_classes:
+            problems.append(f"{path!r} has {len(classes)} class folders, expected {num_classes}")
+        empty = [c for c in classes if not _has_image(os.path.join(path, c))]
+        if empty:
+            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            problems.append(f"{path!r}: {len(empty)} class folder(s) hold no images: {shown}")
+        if not classes:
+            problems.append(f"{path!r} has no class folders (expected {split}/<class>/<image files>)")
+    if len(classes_of) == len(splits) and len({tuple(c) for c in classes_of.values()}) > 1:
+        problems.append("the splits have different class folders: " + ", ".join(f"{s}: {len(c)}" for s, c in classes_of.items()))
+    if problems:
+        raise DataLayoutError(f"data root {root!r} is not an ImageNet-style layout:\n  - " + "\n  - ".join(problems))
+    return next(iter(classes_of.values()))
+
+
+def _has_image(folder: str) -> bool:
+    return any(e.name.lower().endswith(IMG_EXTENSIONS) for e in os.scandir(folder) if e.is_file())
+
+
+class ImageFolder(Dataset):
+    """One split of an image folder. Items are looked up by `(epoch, index)` (see `EpochSampler`) and come back
+    as uint8 CHW tensors: `train` views are random 224 crops at scale S, the others rescaled to Q (and
+    centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation)."""
+
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        train: bool,
+        scale: tuple[int, int] = (256, 256),
+        test_scale: int = 256,
+        center_crop: int | None = CROP,
+        seed: int = 0,
+        on_corrupt: str = "skip",
+    ) -> None:
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"data.on_corrupt={on_corrupt!r}: choose one of {', '.join(ON_CORRUPT)}")
+        self.root = os.path.join(root, split)
+        self.classes, self.class_to_idx = find_classes(self.root)
+        self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+        self.targets = [target for _, target in self.samples]
+        self.train, self.scale, self.test_scale, self.center_crop = train, scale, test_scale, center_crop
+        self.seed, self.on_corrupt = seed, on_corrupt
+        self._warned: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, index])
+
+    def __getitem__(self, key) -> dict | None:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        path, target = self.samples[index]
+        try:
+            data = read_bytes(path)
+            if self.train:
+                rng = self.rng(epoch, index)
+                image = random_crop(data, self.scale, rng, path=path)
+                extra = {"pca_alpha": torch.from_numpy(pca_alpha(rng))}
+            else:
+                image, extra = rescale(data, self.test_scale, self.center_crop, path=path), {}
+        except (CorruptImageError, OSError) as error:
+            if self.on_corrupt == "error":
+                raise CorruptImageError(f"cannot decode {path} (data.on_corrupt=error): {error}") from error
+            if path not in self._warned:
+                self._warned.add(path)
+                log.warning("skipping unreadable image %s (%s); data.on_corrupt=error stops instead", path, error)
+            return None
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return {"image": tensor, "label": target, "index": index, **extra}
+
+
+def collate(items: list[dict | None]) -> dict:
+    """Stack a batch, leaving out the samples that could not be decoded (counted in `skipped`)."""
+    kept = [item for item in items if item is not None]
+    batch = torch.utils.data.default_collate(kept) if kept else {}
+    batch["skipped"] = torch.tensor(len(items) - len(kept))
+    return batch
+
+
+class EpochSampler(Sampler):
+    """Yields `(epoch, index)` keys: a permutation seeded by (seed, epoch) when shuffling, split over the
+    DDP ranks by striding. Rank r's k-th batch of b holds global positions r, r + W, ... so the W ranks'
+    k-th batches together are exactly the single-process k-th batch of W*b. Without `drop_last` no sample
+    is repeated to even out the ranks (so an evaluation counts every image exactly once)."""
+
+    def __init__(
+        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False
+    ) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        if self.drop_last:
+            order = order[: len(self) * self.world_size]
+        return iter([(self.epoch, index) for index in order[self.rank :: self.world_size]])
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.size // self.world_size
+        return math.ceil((self.size - self.rank) / self.world_size)

@@ -1,0 +1,100 @@
+"""VGGClassifier: the paper's training recipe (Sec. 3.1) as a LightningModule."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torchmetrics.classification import MulticlassAccuracy
+
+from .models import build_vgg
+
+log = logging.getLogger(__name__)
+BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
+
+
+class PlateauSchedule(ReduceLROnPlateau):
+    """ReduceLROnPlateau that counts its decreases (kept in its state dict, so a resumed run knows them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.decreases = 0
+        super().__init__(*args, **kwargs)
+
+    def _reduce_lr(self, epoch) -> None:
+        self.decreases += 1
+        super()._reduce_lr(epoch)
+
+
+class TopKError(MulticlassAccuracy):
+    """Top-k classification error in percent, as the paper's tables give it."""
+
+    def compute(self) -> torch.Tensor:
+        return 100.0 * (1.0 - super().compute())
+
+
+def error_metrics(num_classes: int) -> torch.nn.ModuleDict:
+    return torch.nn.ModuleDict(
+        {f"top{k}_error": TopKError(num_classes, top_k=min(k, num_classes), average="micro") for k in (1, 5)}
+    )
+
+
+class VGGClassifier(L.LightningModule):
+    """A Table 1 VGG trained with softmax cross-entropy and SGD; the lr is divided by `factor` when the
+    validation top-1 error stops improving, and training stops at the plateau after `max_decreases`.
+
+    `model` holds the net's settings (config, width, dropout, init, init_std; the rest of `conf/model` is
+    used by the training script); `optim` the optimiser's and the schedule's. Both are saved in the
+    checkpoint, which therefore rebuilds its own net.
+    """
+
+    def __init__(self, model: Mapping, optim: Mapping, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
+        self.train_metrics = error_metrics(num_classes)
+        self.val_metrics = error_metrics(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: dict, stage: str, metrics: torch.nn.ModuleDict) -> torch.Tensor:
+        images, labels = batch["image"], batch["label"]
+        logits = self.net(images)
+        loss = F.cross_entropy(logits, labels)
+        size = labels.shape[0]
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=training, on_epoch=True, batch_size=size, sync_dist=True)
+        for name, metric in metrics.items():
+            metric(logits.detach(), labels)
+            # torchmetrics syncs its counts over the ranks at epoch end: every rank sees the same error, so
+            # every rank's plateau schedule cuts the lr at the same epoch.
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=not training, batch_size=size)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_metrics)
+
+    def configure_optimizers(self):
+        optim = self.hparams.optim
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"]
+        )
+        scheduler = PlateauSchedule(optimizer, mode="min", factor=optim["factor"], patience=optim["patience"])
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_error", "interval": "epoch", "frequency": 1},
+        }
+
+    def on_train_epoch_start(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and scheduler.decreases > self.hparams.optim["max_decreases"]:
+            log.info("validation error plateaued after %d lr decreases: stopping", scheduler.decreases - 1)
+            self.trainer.should_stop = True
+        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True)

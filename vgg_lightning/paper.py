@@ -1,0 +1,137 @@
+"""The paper's numbers as plain data (Simonyan & Zisserman, arXiv 1409.1556v6).
+
+Errors are top-1 / top-5 classification error in percent on the ILSVRC-2012 validation set. A training scale
+is an int (fixed S) or the tuple (256, 512) for scale jittering; test scales are a tuple of Q.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Sec. 2.1: the only preprocessing is subtracting the training set's mean RGB, on the 0-255 scale.
+MEAN_RGB = (123.68, 116.779, 103.939)
+# Sec. 3.1 via AlexNet: PCA lighting noise, for pixels in [0, 1] (scale eigval by 255 on the 0-255 scale).
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+PCA_ALPHA_STD = 0.1
+JITTER = (256, 512)
+
+# Table 2: parameters at 1000 classes (exact counts).
+PARAMETERS = {
+    "A": 132_863_336,
+    "A-LRN": 132_863_336,
+    "B": 133_047_848,
+    "C": 133_638_952,
+    "D": 138_357_544,
+    "E": 143_667_240,
+}
+
+# Sec. 3.1: the recipe.
+RECIPE = {
+    "batch_size": 256,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "lr": 1e-2,
+    "lr_finetune": 1e-3,  # S=384 starts from S=256 with this lr
+    "dropout": 0.5,
+    "lr_decreases": 3,
+    "epochs": 74,
+    "iterations": 370_000,
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of Tables 3-6: a config (or ensemble), its training scale, test scales, protocol and errors."""
+
+    table: int
+    name: str  # the experiment file's name, e.g. "D_jitter"
+    config: str
+    train_scale: int | tuple[int, int]
+    test_scales: tuple[int, ...]
+    protocol: str  # "dense", "multicrop" or "dense_multicrop"
+    top1_error: float
+    top5_error: float
+
+
+def _row(table, name, config, s, q, top1, top5, protocol="dense") -> Row:
+    return Row(table, name, config, s, tuple(q), protocol, top1, top5)
+
+
+J = JITTER
+TABLE_3 = (
+    _row(3, "A_S256", "A", 256, [256], 29.6, 10.4),
+    _row(3, "A-LRN_S256", "A-LRN", 256, [256], 29.7, 10.5),
+    _row(3, "B_S256", "B", 256, [256], 28.7, 9.9),
+    _row(3, "C_S256", "C", 256, [256], 28.1, 9.4),
+    _row(3, "C_S384", "C", 384, [384], 28.1, 9.3),
+    _row(3, "C_jitter", "C", J, [384], 27.3, 8.8),
+    _row(3, "D_S256", "D", 256, [256], 27.0, 8.8),
+    _row(3, "D_S384", "D", 384, [384], 26.8, 8.7),
+    _row(3, "D_jitter", "D", J, [384], 25.6, 8.1),
+    _row(3, "E_S256", "E", 256, [256], 27.3, 9.0),
+    _row(3, "E_S384", "E", 384, [384], 26.9, 8.7),
+    _row(3, "E_jitter", "E", J, [384], 25.5, 8.0),
+)
+TABLE_4 = (
+    _row(4, "B_S256", "B", 256, [224, 256, 288], 28.2, 9.6),
+    _row(4, "C_S256", "C", 256, [224, 256, 288], 27.7, 9.2),
+    _row(4, "C_S384", "C", 384, [352, 384, 416], 27.8, 9.2),
+    _row(4, "C_jitter", "C", J, [256, 384, 512], 26.3, 8.2),
+    _row(4, "D_S256", "D", 256, [224, 256, 288], 26.6, 8.6),
+    _row(4, "D_S384", "D", 384, [352, 384, 416], 26.5, 8.6),
+    _row(4, "D_jitter", "D", J, [256, 384, 512], 24.8, 7.5),
+    _row(4, "E_S256", "E", 256, [224, 256, 288], 26.9, 8.7),
+    _row(4, "E_S384", "E", 384, [352, 384, 416], 26.7, 8.6),
+    _row(4, "E_jitter", "E", J, [256, 384, 512], 24.8, 7.5),
+)
+TABLE_5 = (
+    _row(5, "D_dense", "D", J, [256, 384, 512], 24.8, 7.5, "dense"),
+    _row(5, "D_multicrop", "D", J, [256, 384, 512], 24.6, 7.5, "multicrop"),
+    _row(5, "D_dense_multicrop", "D", J, [256, 384, 512], 24.4, 7.2, "dense_multicrop"),
+    _row(5, "E_dense", "E", J, [256, 384, 512], 24.8, 7.5, "dense"),
+    _row(5, "E_multicrop", "E", J, [256, 384, 512], 24.6, 7.4, "multicrop"),
+    _row(5, "E_dense_multicrop", "E", J, [256, 384, 512], 24.4, 7.1, "dense_multicrop"),
+)
+# Table 6: ensembles of the jittered D and E (the 7-net submission is listed for reference only).
+TABLE_6 = (
+    _row(6, "DE_dense", "D+E", J, [256, 384, 512], 24.0, 7.1, "dense"),
+    _row(6, "DE_multicrop", "D+E", J, [256, 384, 512], 23.9, 7.2, "multicrop"),
+    _row(6, "DE_dense_multicrop", "D+E", J, [256, 384, 512], 23.7, 6.8, "dense_multicrop"),
+)
+SUBMISSION_7_NETS = (24.7, 7.5)
+
+TABLES = {3: TABLE_3, 4: TABLE_4, 5: TABLE_5, 6: TABLE_6}
+
+# Reference points outside the paper: torchvision's weights, top-1 / top-5 *accuracy* at centre crop 224.
+TORCHVISION_ACCURACY = {"A": (69.02, 88.63), "B": (69.93, 89.25), "D": (71.59, 90.38), "E": (72.38, 90.88)}
+
+
+def row(experiment: str) -> Row:
+    """'table3/D_jitter' -> its Row; a KeyError naming the choices otherwise."""
+    table, _, name = experiment.partition("/")
+    rows = TABLES.get(int(table.removeprefix("table"))) if table.startswith("table") else None
+    for candidate in rows or ():
+        if candidate.name == name:
+            return candidate
+    choices = ", ".join(f"table{t}/{r.name}" for t, rows in TABLES.items() for r in rows)
+    raise KeyError(f"no paper row {experiment!r}; rows are: {choices}")
+
+
+def find_row(config: str, train_scale, test_scales, protocol: str = "dense") -> Row | None:
+    """The paper's row with these settings, preferring Table 3 (single Q) then 4 and 5; None if there is none."""
+    train_scale = tuple(train_scale) if isinstance(train_scale, (list, tuple)) else train_scale
+    for rows in TABLES.values():
+        for candidate in rows:
+            if (candidate.config, candidate.train_scale, candidate.test_scales, candidate.protocol) == (
+                config,
+                train_scale,
+                tuple(test_scales),
+                protocol,
+            ):
+                return candidate
+    return None
