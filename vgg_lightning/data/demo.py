@@ -1,12 +1,13 @@
 """A generated demo set in the ImageNet layout, written once as real JPEG files of varied sizes and aspect
 ratios, so the demo goes through the same reading path as ImageNet.
 
-Each class is a shape (disc, square, triangle, stripes) in a colour family (warm or cool) on a noisy
-background, at a random place and size: a narrow VGG learns the colour in an epoch and the shape soon after.
+Each class is a shape (disc, square, triangle, stripes) in a hue of its own, on a noisy grey background, at
+a random place and size: a narrow VGG picks up the hues within an epoch or two.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import os
 import shutil
@@ -16,28 +17,28 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("disc", "square", "triangle", "stripes")
-COLOURS = ("warm", "cool")
-CLASSES = tuple(f"{shape}_{colour}" for colour in COLOURS for shape in SHAPES)
+HUES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
+CLASSES = tuple(f"{SHAPES[i % len(SHAPES)]}_{hue}" for i, hue in enumerate(HUES))
 
 
-def _colour(family: str, rng: np.random.Generator) -> tuple[int, int, int]:
-    strong, weak = rng.integers(170, 256), rng.integers(0, 90)
-    middle = rng.integers(0, 140)
-    return (strong, middle, weak) if family == "warm" else (weak, middle, strong)
+def _colour(label: int, rng: np.random.Generator) -> tuple[int, ...]:
+    hue = (label + rng.uniform(-0.2, 0.2)) / len(HUES)
+    red, green, blue = colorsys.hsv_to_rgb(hue % 1.0, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
+    return tuple(int(255 * c) for c in (red, green, blue))
 
 
 def draw_example(label: int, rng: np.random.Generator) -> Image.Image:
-    shape, family = CLASSES[label].split("_")
+    shape = CLASSES[label].split("_")[0]
     height = int(rng.integers(180, 330))
     width = int(height * rng.uniform(0.75, 1.45))
-    background = rng.integers(60, 160, size=3)
+    background = rng.integers(70, 150) + rng.integers(-10, 10, size=3)
     noise = rng.normal(0, 18, size=(height // 8 + 1, width // 8 + 1, 3))
     pixels = np.clip(background + np.kron(noise, np.ones((8, 8, 1)))[:height, :width], 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     size = int(min(height, width) * rng.uniform(0.35, 0.7))
     x0, y0 = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
-    box, colour = (x0, y0, x0 + size, y0 + size), _colour(family, rng)
+    box, colour = (x0, y0, x0 + size, y0 + size), _colour(label, rng)
     if shape == "disc":
         draw.ellipse(box, fill=colour)
     elif shape == "square":
@@ -53,7 +54,7 @@ def draw_example(label: int, rng: np.random.Generator) -> Image.Image:
 def make_demo_dataset(root: str, train_per_class: int = 48, val_per_class: int = 16, seed: int = 0) -> str:
     """Write the demo set to `root` unless it is already there (with the same settings). Safe to call from
     several processes at once: the set is written to a temporary folder and renamed into place."""
-    settings = {"version": 1, "train_per_class": train_per_class, "val_per_class": val_per_class, "seed": seed}
+    settings = {"version": 2, "train_per_class": train_per_class, "val_per_class": val_per_class, "seed": seed}
     marker = os.path.join(root, "demo.json")
     if os.path.exists(marker):
         with open(marker) as f:

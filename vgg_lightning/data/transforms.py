@@ -77,7 +77,7 @@ def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, p
     rescaled_h, rescaled_w = rescaled_size(height, width, params.scale)
     sy, sx = decoded_h / rescaled_h, decoded_w / rescaled_w
     box = (params.left * sx, params.top * sy, (params.left + CROP) * sx, (params.top + CROP) * sy)
-    crop = np.asarray(Image.fromarray(image).resize((CROP, CROP), Image.BILINEAR, box=box))
+    crop = np.array(Image.fromarray(image).resize((CROP, CROP), Image.BILINEAR, box=box))
     return crop[:, ::-1] if params.flip else crop
 
 
@@ -85,7 +85,7 @@ def rescale(data: bytes, side: int, center_crop: int | None = None, path: str = 
     """The test view: the whole image isotropically rescaled to shorter side Q, optionally centre-cropped."""
     image = decode_rgb(data, min_side=side, path=path)
     height, width = rescaled_size(*image.shape[:2], side)
-    resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    resized = np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
     if center_crop is None:
         return resized
     top = int(round((height - center_crop) / 2.0))

@@ -1,0 +1,32 @@
+"""`python -m vgg_lightning [overrides]`: the Hydra app. task=train (default) or task=eval."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from .tracking import finish_wandb, register_resolvers
+
+TASKS = ("train", "eval")
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
+    try:
+        if cfg.task == "train":
+            from .train import train
+
+            train(cfg)
+        else:
+            from .evaluate import evaluate
+
+            evaluate(cfg)
+    finally:
+        finish_wandb()
+
+
+if __name__ == "__main__":
+    main()

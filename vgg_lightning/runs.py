@@ -1,0 +1,110 @@
+"""What a train and an eval job share: the trainer, checkpoint checks, and the results file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def output_dir() -> Path:
+    """The Hydra run dir (never the working directory: Hydra >= 1.2 does not chdir)."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def choice(group: str) -> str | None:
+    """Which file of a config group this run composed (e.g. 'table3/D_jitter' for 'experiment')."""
+    return HydraConfig.get().runtime.choices.get(group)
+
+
+def container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve this run: missing, unreadable, or of another net."""
+
+
+def read_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    try:
+        # mmap: only the parts we look at are read, however large the optimiser state
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt, or not a checkpoint): {error}") from error
+
+
+def check_checkpoint(path: str, model: DictConfig, num_classes: int | None = None) -> dict:
+    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    saved = hparams.get("model") or {}
+    if "config" not in saved:
+        raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    asked = {"config": model.config, "width": float(model.width)}
+    found = {"config": saved["config"], "width": float(saved.get("width", 1.0))}
+    if num_classes is not None:
+        asked["num_classes"], found["num_classes"] = num_classes, hparams.get("num_classes")
+    if found != asked:
+        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in asked if found[k] != asked[k])
+        raise CheckpointError(
+            f"checkpoint {path!r} holds another net: {differences}. Pass model={found['config']} "
+            f"model.width={found['width']} (or the right checkpoint)"
+        )
+    return checkpoint
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """ckpt_path=last means this run dir's last.ckpt: when there is none yet, start fresh and say so."""
+    if cfg.ckpt_path != "last":
+        return cfg.ckpt_path
+    last = output_dir() / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", last.parent)
+        return None
+    return str(last)
+
+
+def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields) -> dict | None:
+    """results.json in the run dir, written by rank 0 only, atomically (a reader never sees half a file)."""
+    if not trainer.is_global_zero:
+        return None
+    results = {
+        "task": cfg.task,
+        "config": cfg.model.config,
+        "experiment": choice("experiment"),
+        "dataset": choice("data"),
+        **fields,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "wall_time_s": round(time.time() - started, 1),
+        "paper": container(cfg.paper) if cfg.get("paper") else None,
+    }
+    path = output_dir() / "results.json"
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(staging, path)
+    log.info("results: top-1 error %.2f%%, top-5 error %.2f%% -> %s", results["top1_error"], results["top5_error"], path)
+    return results
+
+
+def errors(trainer: L.Trainer) -> dict:
+    metrics = trainer.callback_metrics
+    return {k: round(float(metrics[f"val/{k}"]), 3) for k in ("top1_error", "top5_error")}
