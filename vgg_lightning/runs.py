@@ -32,7 +32,11 @@ def container(cfg: DictConfig) -> dict:
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = [
+        instantiate(c)
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c is not None and (cfg.trainer.get("enable_progress_bar", True) or "progress_bar" not in name)
+    ]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 

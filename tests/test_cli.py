@@ -1,0 +1,97 @@
+"""The CLI as a user types it: `python -m vgg_lightning ...` in a subprocess."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import FAST, read_results, run_cli
+from hydra import compose, initialize_config_dir
+
+from vgg_lightning.models import CONFIGS
+from vgg_lightning.tracking import register_resolvers
+
+from conftest import REPO
+
+
+def compose_cfg(*overrides: str):
+    register_resolvers()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=False)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_model_composes(config):
+    cfg = compose_cfg(f"model={config}")
+    assert cfg.model.config == config and cfg.model.width == 1.0 and cfg.model.init == "gaussian"
+
+
+def test_paper_defaults_live_in_config():
+    cfg = compose_cfg()
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.factor) == (0.01, 0.9, 5e-4, 0.1)
+    assert cfg.data.batch_size == 256 and cfg.data.scale == 256 and cfg.model.dropout == 0.5
+
+
+def test_design_card_command_composes(cli_env, tmp_path):
+    result = run_cli("model=E", "data.scale=jitter", "trainer.devices=4", "--cfg", "job", env=cli_env, cwd=tmp_path)
+    assert "config: E" in result.stdout and "scale: jitter" in result.stdout and "devices: 4" in result.stdout
+    assert not (tmp_path / "outputs").exists()  # --cfg does no work
+
+
+def test_unknown_model_fails_before_any_work_listing_the_choices(cli_env, tmp_path):
+    result = run_cli("model=F", env=cli_env, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "model/F" in result.stderr
+    for config in CONFIGS:
+        assert config in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_data_root_names_the_path_and_the_fix(cli_env, tmp_path):
+    result = run_cli("data.root=/nowhere/imagenet", *FAST, f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "/nowhere/imagenet" in result.stderr and "data.root=" in result.stderr and "experiment=demo" in result.stderr
+
+
+def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
+    run_dir = tmp_path / "train"
+    common = ["experiment=demo", f"data.root={demo_root}", *FAST]
+    run_cli(*common, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)
+
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert len(list((run_dir / "checkpoints").glob("epoch*.ckpt"))) == 1  # the best by val top-1 error
+    results = read_results(run_dir)
+    assert results["task"] == "train" and results["config"] == "A" and results["experiment"] == "demo"
+    assert results["num_classes"] == 8 and results["train_scale"] == 256 and results["test_scales"] == [256]
+    assert 0.0 <= results["top1_error"] <= 100.0 and results["steps"] == 2 and results["paper"] is None
+
+    eval_dir = tmp_path / "eval"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    run_cli("task=eval", *common, f"ckpt_path={ckpt}", f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)
+    evaluated = read_results(eval_dir)
+    assert evaluated["task"] == "eval" and evaluated["protocol"] == "center"
+    assert evaluated["top1_error"] == pytest.approx(results["top1_error"])  # same weights, same val images
+
+    # a checkpoint of another config is refused before any work, and the run dir is left as it was
+    wrong_dir = tmp_path / "wrong"
+    result = run_cli(
+        "task=eval", *common, "model=D", f"ckpt_path={ckpt}", f"hydra.run.dir={wrong_dir}", env=cli_env, cwd=tmp_path, check=False
+    )
+    assert result.returncode != 0 and "config A (this run: D)" in result.stderr and "model=A" in result.stderr
+    assert not (wrong_dir / "results.json").exists()
+
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(ckpt.read_bytes()[:1000])
+    result = run_cli("task=eval", *common, f"ckpt_path={corrupt}", f"hydra.run.dir={wrong_dir}", env=cli_env, cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "cannot read checkpoint" in result.stderr
+
+
+def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root):
+    weights = []
+    for name in ("first", "second"):
+        run_dir = tmp_path / name
+        run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)
+        state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        weights.append(state)
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
