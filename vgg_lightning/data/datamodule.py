@@ -8,7 +8,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from .datasets import EpochSampler, ImageFolder, collate, validate_layout
+from .datasets import ImageFolder, collate, validate_layout
+from .sampling import EpochSampler
 from .transforms import CROP, BatchNormalizer, parse_scale
 
 log = logging.getLogger(__name__)
