@@ -1,10 +1,24 @@
-"""The model zoo: the paper's Table 1 configurations, and torchvision interop."""
+"""The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, and torchvision interop."""
 
 from .interop import from_torchvision, to_torchvision
-from .vgg import CONFIGS, TABLE_1, VGG, build_vgg, canonical_config, count_parameters, flops_per_image
+from .vgg import (
+    ALL_CONFIGS,
+    CONFIGS,
+    FAST_CONFIGS,
+    FAST_NETS,
+    TABLE_1,
+    VGG,
+    build_vgg,
+    canonical_config,
+    count_parameters,
+    flops_per_image,
+)
 
 __all__ = [
+    "ALL_CONFIGS",
     "CONFIGS",
+    "FAST_CONFIGS",
+    "FAST_NETS",
     "TABLE_1",
     "VGG",
     "build_vgg",

@@ -1,12 +1,15 @@
-"""VGG configurations A, A-LRN, B, C, D and E of Simonyan & Zisserman (ICLR 2015), Table 1.
+"""VGG configurations A, A-LRN, B, C, D and E of Simonyan & Zisserman (ICLR 2015), Table 1, and the earlier,
+faster VGG-F, VGG-M and VGG-S of Chatfield et al. ("Return of the Devil in the Details", BMVC 2014).
 
-The whole architecture is the table below, written as the paper writes it: "3-256 x2" is two 3x3 convs with
+The whole architecture is the tables below, written as the papers write them: "3-256 x2" is two 3x3 convs with
 256 output channels, "1-256" a 1x1 conv, "LRN" a local response normalisation; a 2x2 max-pool ends every
-block. One `VGG` class builds any row.
+Table 1 block. The fast nets have one conv per block with strides, paddings and pools of their own, so their
+cells say more (see `FAST_NETS`); the same parser reads both tables and one `VGG` class builds any row.
 
-The three FC layers are stored as convolutions (fc6 a 7x7 conv on the 512-channel map, fc7 and fc8 1x1 convs,
-as in timm's `ConvMlp`), so the fully-convolutional net of dense evaluation (`score_map`) and the classifier
-of training (`forward`) are the same parameters, never two copies kept in sync.
+The three FC layers are stored as convolutions (fc6 a conv as wide as the last feature map of a 224x224
+input: 7x7 for A-E, 6x6 for F/M/S; fc7 and fc8 1x1 convs, as in timm's `ConvMlp`), so the fully-convolutional
+net of dense evaluation (`score_map`) and the classifier of training (`forward`) are the same parameters,
+never two copies kept in sync.
 """
 
 from __future__ import annotations
@@ -29,46 +32,77 @@ TABLE_1: dict[str, tuple[str, ...]] = {
     "E":     ("3-64 x2",      "3-128 x2",  "3-256 x4",          "3-512 x4",          "3-512 x4"),
 }  # fmt: skip
 
+# Chatfield et al. 2014, Table 1. One conv per block, so a cell can afford more words: "11-64/4 pad0" is an
+# 11x11 conv with 64 channels, stride 4, padding 0 (a conv without "pad" keeps the size, as in Table 1), and
+# "pool3/2" a 3x3 max-pool with stride 2, rounding up as Caffe does.
+#              conv1                         conv2                          conv3    conv4    conv5
+FAST_NETS: dict[str, tuple[str, ...]] = {
+    "VGG-F": ("11-64/4 pad0, LRN, pool3/2",  "5-256, LRN, pool3/2",         "3-256", "3-256", "3-256, pool3/2"),
+    "VGG-M": ("7-96/2 pad0, LRN, pool3/2",   "5-256/2 pad1, LRN, pool3/2",  "3-512", "3-512", "3-512, pool3/2"),
+    "VGG-S": ("7-96/2 pad0, LRN, pool3/3",   "5-256 pad1, pool3/2",         "3-512", "3-512", "3-512, pool3/3"),
+}  # fmt: skip
+
 CONFIGS: tuple[str, ...] = tuple(TABLE_1)
+FAST_CONFIGS: tuple[str, ...] = tuple(FAST_NETS)
+ALL_CONFIGS: tuple[str, ...] = CONFIGS + FAST_CONFIGS
 FC_WIDTH = 4096
-HEAD_KERNEL = 7  # the last feature map of a 224x224 input is 7x7: fc6 sees all of it
 INPUT_SIZE = 224
 INIT_SCHEMES = ("gaussian", "xavier", "kaiming")
+_TABLE_1_POOL = "pool2/2"  # implicit at the end of every Table 1 block
 
 
 def canonical_config(name: str) -> str:
-    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name; anything else is a ValueError listing the choices."""
+    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name, 'vgg_f', 'VGG-F' -> 'VGG-F'; anything else is a ValueError
+    listing the choices."""
     key = str(name).strip().upper().replace("_", "-")
-    if key not in TABLE_1:
-        raise ValueError(f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1)")
+    if key not in ALL_CONFIGS:
+        raise ValueError(
+            f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1) or "
+            f"{', '.join(FAST_CONFIGS)} (Chatfield et al. 2014; also spelled vgg_f, vgg_m, vgg_s)"
+        )
     return key
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of a block as the table spells it: a conv of `kernel` x `kernel` with `channels`, or an LRN."""
+    """One layer of a block as the table spells it: a conv of `kernel` x `kernel` with `channels`, an LRN, or a
+    max-pool of `kernel` x `kernel`."""
 
-    kind: str  # "conv" or "lrn"
+    kind: str  # "conv", "lrn" or "pool"
     kernel: int = 0
     channels: int = 0
+    stride: int = 1
+    padding: int = 0
 
 
-_CONV = re.compile(r"^(\d+)-(\d+)(?:\s*x(\d+))?$")
+_CONV = re.compile(r"^(\d+)-(\d+)(?:/(\d+))?(?:\s*pad(\d+))?(?:\s*x(\d+))?$")
+_POOL = re.compile(r"^pool(\d+)/(\d+)$")
 
 
 def parse_block(spec: str) -> list[Layer]:
-    """'3-256 x2, 1-256' -> [conv 3x3 256, conv 3x3 256, conv 1x1 256]."""
+    """'3-256 x2, 1-256' -> [conv 3x3 256, conv 3x3 256, conv 1x1 256];
+    '7-96/2 pad0, LRN, pool3/2' -> [conv 7x7 96 stride 2 padding 0, LRN, max-pool 3x3 stride 2]."""
     layers: list[Layer] = []
     for item in (part.strip() for part in spec.split(",")):
         if item == "LRN":
             layers.append(Layer("lrn"))
-            continue
-        match = _CONV.match(item)
-        if match is None:
+        elif match := _POOL.match(item):
+            layers.append(Layer("pool", kernel=int(match[1]), stride=int(match[2])))
+        elif match := _CONV.match(item):
+            kernel, channels, stride = int(match[1]), int(match[2]), int(match[3] or 1)
+            padding = kernel // 2 if match[4] is None else int(match[4])
+            layers += [Layer("conv", kernel, channels, stride, padding)] * int(match[5] or 1)
+        else:
             raise ValueError(f"cannot read layer {item!r} of block {spec!r}")
-        kernel, channels, repeat = int(match[1]), int(match[2]), int(match[3] or 1)
-        layers += [Layer("conv", kernel, channels)] * repeat
     return layers
+
+
+def blocks(config: str) -> list[list[Layer]]:
+    """The layers of each block of `config`, pools included (Table 1 leaves its 2x2 pools implicit)."""
+    config = canonical_config(config)
+    if config in FAST_NETS:
+        return [parse_block(spec) for spec in FAST_NETS[config]]
+    return [parse_block(f"{spec}, {_TABLE_1_POOL}") for spec in TABLE_1[config]]
 
 
 def scaled(channels: int, width: float) -> int:
@@ -76,36 +110,82 @@ def scaled(channels: int, width: float) -> int:
 
 
 def make_features(config: str, width: float = 1.0, in_channels: int = 3) -> nn.Sequential:
-    """The conv part, with Caffe's layer names (conv3_2, relu3_2, lrn1, pool3) so checkpoints read like the paper."""
+    """The conv part, with Caffe's layer names so checkpoints read like the papers: conv3_2, relu3_2, lrn1, pool3
+    for Table 1; conv3, relu3, lrn1, pool5 for the fast nets (one conv per block, as in their prototxts)."""
+    config = canonical_config(config)
+    fast = config in FAST_NETS
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for block, spec in enumerate(TABLE_1[canonical_config(config)], start=1):
+    for block, block_layers in enumerate(blocks(config), start=1):
         index = 0
-        for layer in parse_block(spec):
+        for layer in block_layers:
             if layer.kind == "lrn":
                 # AlexNet's k=2, n=5, alpha=1e-4, beta=0.75; PyTorch divides alpha by n, hence 5e-4.
                 layers[f"lrn{block}"] = nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
-                continue
-            index += 1
-            out_channels = scaled(layer.channels, width)
-            layers[f"conv{block}_{index}"] = nn.Conv2d(
-                in_channels, out_channels, layer.kernel, padding=layer.kernel // 2
-            )
-            layers[f"relu{block}_{index}"] = nn.ReLU(inplace=True)
-            in_channels = out_channels
-        layers[f"pool{block}"] = nn.MaxPool2d(2, 2)
+            elif layer.kind == "pool":
+                # The fast nets' overlapping pools need Caffe's ceil rounding to give the 6x6 map of their fc6
+                # (54 -> 27); A-E keep torchvision's floor, the same at 224 and at any multiple of 32.
+                layers[f"pool{block}"] = nn.MaxPool2d(layer.kernel, layer.stride, ceil_mode=fast)
+            else:
+                index += 1
+                name = f"{block}" if fast else f"{block}_{index}"
+                out_channels = scaled(layer.channels, width)
+                layers[f"conv{name}"] = nn.Conv2d(
+                    in_channels, out_channels, layer.kernel, stride=layer.stride, padding=layer.padding
+                )
+                layers[f"relu{name}"] = nn.ReLU(inplace=True)
+                in_channels = out_channels
     return nn.Sequential(layers)
 
 
+def _out_side(module: nn.Module, side: int) -> int:
+    """PyTorch's output size of a conv or max-pool (Caffe's too), without running it; other layers keep it."""
+    if not isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+        return side
+    kernel, stride, padding = (v if isinstance(v, int) else v[0] for v in (module.kernel_size, module.stride, module.padding))  # fmt: skip
+    span = side + 2 * padding - kernel
+    if span < 0:
+        return 0
+    if not getattr(module, "ceil_mode", False):
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    # a last window that would start in the padding is dropped (PyTorch and Caffe alike)
+    return out - 1 if (out - 1) * stride >= side + padding else out
+
+
+def stage_sides(features: nn.Sequential, side: int) -> OrderedDict[str, int]:
+    """The side of the map after every layer of `features` for a `side` x `side` input (0: the map is gone)."""
+    sides: OrderedDict[str, int] = OrderedDict()
+    for name, module in features.named_children():
+        side = _out_side(module, side)
+        sides[name] = side
+    return sides
+
+
+def feature_side(features: nn.Sequential, side: int) -> int:
+    """The side of the last feature map for a `side` x `side` input."""
+    return next(reversed(stage_sides(features, side).values()))
+
+
+def min_input_side(features: nn.Sequential, kernel: int) -> int:
+    """The smallest input side whose last feature map is at least `kernel` wide (224 for A-E, less for F/M/S,
+    whose ceil rounding and unpadded conv1 leave some slack)."""
+    return next(side for side in range(1, INPUT_SIZE + 1) if feature_side(features, side) >= kernel)
+
+
 class ConvHead(nn.Module):
-    """FC-4096, ReLU, dropout, FC-4096, ReLU, dropout, FC-classes, stored as a 7x7 conv and two 1x1 convs.
+    """FC-4096, ReLU, dropout, FC-4096, ReLU, dropout, FC-classes, stored as a `kernel` x `kernel` conv (7x7 for
+    A-E, 6x6 for F/M/S) and two 1x1 convs.
 
     On a map exactly `kernel` wide (a 224x224 input) the convs are run as the matrix products they are
     (`F.linear` on flattened views of the same weights: faster, and bit-for-bit the paper's FC layers).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int, kernel: int, dropout: float) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, hidden: int, kernel: int, dropout: float, min_side: int
+    ) -> None:
         super().__init__()
         self.kernel = kernel
+        self.min_side = min_side  # of the input image, for the error message
         self.fc6 = nn.Conv2d(in_channels, hidden, kernel)
         self.fc7 = nn.Conv2d(hidden, hidden, 1)
         self.fc8 = nn.Conv2d(hidden, num_classes, 1)
@@ -118,7 +198,7 @@ class ConvHead(nn.Module):
         if min(x.shape[-2:]) < self.kernel:
             raise ValueError(
                 f"feature map {tuple(x.shape[-2:])} is smaller than fc6's {self.kernel}x{self.kernel} kernel: "
-                f"the input side must be at least {self.kernel * 32} pixels"
+                f"the input side must be at least {self.min_side} pixels"
             )
         for conv, hidden in self._layers():
             x = conv(x)
@@ -141,7 +221,8 @@ class ConvHead(nn.Module):
 
 
 class VGG(nn.Module):
-    """A Table 1 configuration. `forward` gives logits; `score_map` the fully-convolutional class score map."""
+    """A Table 1 configuration or a fast net (VGG-F/M/S). `forward` gives logits; `score_map` the
+    fully-convolutional class score map."""
 
     def __init__(
         self,
@@ -157,8 +238,12 @@ class VGG(nn.Module):
         self.num_classes = num_classes
         self.width = width
         self.features = make_features(self.config, width)
-        last_channels = scaled(512, width)
-        self.head = ConvHead(last_channels, num_classes, scaled(FC_WIDTH, width), HEAD_KERNEL, dropout)
+        last_conv = [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
+        # fc6 covers the whole last map of a 224x224 input, whatever the strides and pools made of it
+        kernel = feature_side(self.features, INPUT_SIZE)
+        hidden = scaled(FC_WIDTH, width)
+        min_side = min_input_side(self.features, kernel)
+        self.head = ConvHead(last_conv.out_channels, num_classes, hidden, kernel, dropout, min_side)
         init_weights(self, init, init_std)
 
     def spec(self) -> dict:
@@ -171,11 +256,13 @@ class VGG(nn.Module):
         return self.head(self.features(x))
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, num_classes, h, w) class scores of the fully-convolutional net, for any input side >= 224."""
+        """(N, num_classes, h, w) class scores of the fully-convolutional net, for any input side >= 224
+        (`head.min_side`: a little less for F/M/S)."""
         return self.head.score_map(self.features(x))
 
     def conv_layers(self) -> OrderedDict[str, nn.Conv2d]:
-        """Every weight layer in order, named as in the paper (conv1_1 ... conv5_4, fc6, fc7, fc8)."""
+        """Every weight layer in order, named as in the paper (conv1_1 ... conv5_4, fc6, fc7, fc8; conv1 ... conv5,
+        fc6, fc7, fc8 for the fast nets)."""
         layers = OrderedDict((n, m) for n, m in self.features.named_children() if isinstance(m, nn.Conv2d))
         layers.update(fc6=self.head.fc6, fc7=self.head.fc7, fc8=self.head.fc8)
         return layers
@@ -184,7 +271,7 @@ class VGG(nn.Module):
 def init_weights(model: VGG, scheme: str = "gaussian", std: float = 0.01) -> None:
     """`gaussian`: the paper's N(0, std) with zero biases; `xavier`: Glorot uniform, which the authors later
     found trains every config from scratch; `kaiming`: He normal. The FC layers are initialised through their
-    2-D (out, in) views, so that fan-in and fan-out are those of the FC layers, not of a 7x7 conv."""
+    2-D (out, in) views, so that fan-in and fan-out are those of the FC layers, not of a 7x7 (6x6) conv."""
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown init {scheme!r}: choose one of {', '.join(INIT_SCHEMES)}")
     for name, layer in model.conv_layers().items():
@@ -201,7 +288,8 @@ def init_weights(model: VGG, scheme: str = "gaussian", std: float = 0.01) -> Non
 
 
 def build_vgg(config: str, num_classes: int = 1000, width: float = 1.0, **kwargs) -> VGG:
-    """Build a Table 1 configuration ('A', 'A-LRN', 'B', 'C', 'D', 'E'; case-insensitive, 'A_LRN' accepted).
+    """Build a Table 1 configuration ('A', 'A-LRN', 'B', 'C', 'D', 'E'; case-insensitive, 'A_LRN' accepted) or
+    a fast net of Chatfield et al. ('VGG-F', 'VGG-M', 'VGG-S'; also 'vgg_f', 'vgg_m', 'vgg_s').
 
     `width` multiplies every conv and FC width (1.0 is the paper; tests use narrow nets). Other keywords:
     `dropout` (0.5), `init` ('gaussian', 'xavier', 'kaiming') and `init_std` (0.01).
@@ -214,15 +302,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def flops_per_image(model: VGG, side: int = INPUT_SIZE) -> int:
-    """Multiply-adds x 2 of one forward pass at `side` x `side`, counted from the layer shapes."""
-    flops, size = 0, side
-    for module in model.features:
+    """Multiply-adds x 2 of one forward pass at `side` x `side`, counted from the layer shapes (strides and pools
+    included: a conv costs its weights times the positions of its output map)."""
+    sides = stage_sides(model.features, side)
+    flops = 0
+    for name, module in model.features.named_children():
         if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0]
-            flops += 2 * module.in_channels * module.out_channels * k * k * size * size
-        elif isinstance(module, nn.MaxPool2d):
-            size //= 2
-    out = size - model.head.kernel + 1
+            flops += 2 * module.weight.numel() * sides[name] ** 2
+    out = feature_side(model.features, side) - model.head.kernel + 1
     for conv in (model.head.fc6, model.head.fc7, model.head.fc8):
         flops += 2 * conv.weight[0].numel() * conv.out_channels * out * out
     return flops
