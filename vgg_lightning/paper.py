@@ -135,3 +135,42 @@ def find_row(config: str, train_scale, test_scales, protocol: str = "dense") -> 
             ):
                 return candidate
     return None
+
+
+@dataclass(frozen=True)
+class StateOfTheArt:
+    """One row of Table 7: ILSVRC classification errors in percent, without outside training data. None where
+    the paper gives no figure ("-" or an empty cell)."""
+
+    method: str
+    year: int  # the ILSVRC edition of the entry (VGG's post-submission rows: 2014)
+    nets: int | None  # the ensemble's size; None for Clarifai's "multiple nets"
+    top1_val: float | None
+    top5_val: float | None
+    top5_test: float | None
+    note: str = ""
+
+
+# Table 7 (Sec. 4.5), "Comparison with the state of the art in ILSVRC classification". paper.md does not list
+# it: the figures are from two independent transcriptions of the arXiv v6 table in public GitHub notes (one with
+# all three columns, one with the top-5 test column, which agree on all 13 figures it has), and Sec. 4.5's text
+# (7.3% with 7 nets, 6.8% with 2, GoogLeNet 6.7%, Clarifai 11.7% without outside data, the single net 0.9% better
+# than one GoogLeNet); the VGG rows equal TABLE_5's E, TABLE_6's D+E and SUBMISSION_7_NETS.
+_GOOGLENET = "the paper prints one top-5 figure across its val and test columns"
+TABLE_7 = (
+    StateOfTheArt("VGG", 2014, 2, 23.7, 6.8, 6.8, "post-submission, D+E, multi-crop & dense eval."),
+    StateOfTheArt("VGG", 2014, 1, 24.4, 7.1, 7.0, "post-submission, E, multi-crop & dense eval."),
+    StateOfTheArt("VGG", 2014, 7, 24.7, 7.5, 7.3, "ILSVRC submission, dense eval."),
+    StateOfTheArt("GoogLeNet", 2014, 1, None, 7.9, 7.9, _GOOGLENET),
+    StateOfTheArt("GoogLeNet", 2014, 7, None, 6.7, 6.7, _GOOGLENET),
+    StateOfTheArt("MSRA", 2014, 11, None, None, 8.1),
+    StateOfTheArt("MSRA", 2014, 1, 27.9, 9.1, 9.1),
+    StateOfTheArt("Clarifai", 2013, None, None, None, 11.7, "multiple nets"),
+    StateOfTheArt("Clarifai", 2013, 1, None, None, 12.5),
+    StateOfTheArt("Zeiler & Fergus", 2013, 6, 36.0, 14.7, 14.8),
+    StateOfTheArt("Zeiler & Fergus", 2013, 1, 37.5, 16.0, 16.1),
+    StateOfTheArt("OverFeat", 2013, 7, 34.0, 13.2, 13.6),
+    StateOfTheArt("OverFeat", 2013, 1, 35.7, 14.2, None),
+    StateOfTheArt("Krizhevsky et al.", 2012, 5, 38.1, 16.4, 16.4),
+    StateOfTheArt("Krizhevsky et al.", 2012, 1, 40.7, 18.2, None),
+)
