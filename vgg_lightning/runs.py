@@ -14,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from . import tracking
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
         for name, c in (cfg.get("callbacks") or {}).items()
         if c is not None and (cfg.trainer.get("enable_progress_bar", True) or "progress_bar" not in name)
     ]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    loggers = tracking.build_loggers(cfg)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
@@ -106,6 +108,7 @@ def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields)
     staging.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(staging, path)
     log.info("results: top-1 error %.2f%%, top-5 error %.2f%% -> %s", results["top1_error"], results["top5_error"], path)
+    tracking.log_results(trainer, results)
     return results
 
 
