@@ -10,7 +10,7 @@ import os
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
 
 from .decode import CorruptImageError, read_bytes
 from .transforms import CROP, pca_alpha, random_crop, rescale
@@ -54,7 +54,7 @@ def validate_layout(root: str, splits=("train", "val"), num_classes: int | None 
 
 
 def _has_image(folder: str) -> bool:
-    return any(e.name.lower().endswith(IMG_EXTENSIONS) for e in os.scandir(folder) if e.is_file())
+    return any(is_image_file(e.name) for e in os.scandir(folder) if e.is_file())
 
 
 class ImageFolder(Dataset):
@@ -107,8 +107,7 @@ class ImageFolder(Dataset):
                 self._warned.add(path)
                 log.warning("skipping unreadable image %s (%s); data.on_corrupt=error stops instead", path, error)
             return None
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return {"image": tensor, "label": target, "index": index, **extra}
+        return {"image": image, "label": target, "index": index, **extra}
 
 
 def collate(items: list[dict | None]) -> dict:

@@ -1,9 +1,11 @@
 """Decoding what real image folders hold: RGB, grayscale and CMYK JPEGs, PNGs named .JPEG, broken files.
 
-JPEGs go through libjpeg-turbo (simplejpeg), which can decode straight to a reduced size in the DCT domain
-(scale factors n/8): when the training scale S is well under the image size, most of the decoding work is
-never done. Anything simplejpeg refuses (CMYK, PNG content, odd JPEG flavours) falls back to PIL, which
-reads by content, not by file name.
+JPEGs go through libjpeg-turbo (simplejpeg), which can also decode straight to 1/2, 1/4 or 1/8 of the size
+in the DCT domain. We only ask for that when the image is at least twice the size the caller needs:
+libjpeg-turbo's other factors (5/8, 6/8, 7/8) cost more than a full decode, and ImageNet's typical
+500x375 against S >= 256 never allows a reduction of 2, so most training images are decoded at full size.
+Anything simplejpeg refuses (CMYK, PNG content, odd JPEG flavours, and libjpeg's warnings about damaged
+data, which it treats as errors) falls back to PIL, which reads by content, not by file name.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
+REDUCTIONS = (8, 4, 2)  # the DCT-domain reductions that pay off, largest first
+
 
 class CorruptImageError(RuntimeError):
     """A file that neither decoder can read; the message names the file and the reason."""
+
+    @classmethod
+    def of(cls, path: str, error: Exception) -> CorruptImageError:
+        return cls(f"{path}: {type(error).__name__}: {error}")
 
 
 def read_bytes(path: str) -> bytes:
@@ -24,35 +32,48 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def image_size(data: bytes) -> tuple[int, int]:
+def image_size(data: bytes, path: str = "<bytes>") -> tuple[int, int]:
     """(height, width) from the header alone."""
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)
         return height, width
     except ValueError:
+        pass
+    try:
         with Image.open(io.BytesIO(data)) as image:
             return image.height, image.width
+    except Exception as error:  # PIL raises many types for broken files
+        raise CorruptImageError.of(path, error) from error
 
 
-def decode_rgb(data: bytes, min_side: int | None = None, path: str = "<bytes>") -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array. With `min_side`, a JPEG may come back downscaled by a factor n/8, never
-    below `min_side` on its shorter side (nor below its full size if that is already smaller)."""
+def reduction_for(height: int, width: int, min_side: int | None) -> int:
+    """The largest DCT reduction k that keeps the shorter side at least `min_side` (1: decode at full size)."""
+    if min_side is None:
+        return 1
+    return next((k for k in REDUCTIONS if min(height, width) >= k * min_side), 1)
+
+
+def decode_reduced(data: bytes, min_side: int | None = None, path: str = "<bytes>") -> tuple[np.ndarray, int]:
+    """An (H, W, 3) uint8 RGB array and the reduction k it was decoded at: the array is the image at 1/k of its
+    size (rounded up), with k chosen by `reduction_for`; k is 1 for anything PIL has to decode."""
     try:
-        if min_side is not None:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            ratio = min(1.0, min_side / min(height, width))
-            return simplejpeg.decode_jpeg(
-                data, colorspace="RGB", min_height=int(np.ceil(height * ratio)), min_width=int(np.ceil(width * ratio))
-            )
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        k = reduction_for(height, width, min_side)
+        image = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-height // k), min_width=-(-width // k))
+        return image, k
     except ValueError:
         pass  # not a JPEG libjpeg-turbo can give as RGB: let PIL read it by its content
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # decode now: a truncated file must fail here, not later
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(image.convert("RGB")), 1
     except Exception as error:  # PIL raises many types for broken files
-        raise CorruptImageError(f"{path}: {type(error).__name__}: {error}") from error
+        raise CorruptImageError.of(path, error) from error
+
+
+def decode_rgb(data: bytes, min_side: int | None = None, path: str = "<bytes>") -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array; with `min_side`, possibly reduced as `decode_reduced` does."""
+    return decode_reduced(data, min_side, path)[0]
 
 
 def check_file(path: str) -> str | None:
@@ -61,9 +82,9 @@ def check_file(path: str) -> str | None:
         data = read_bytes(path)
         if not data:
             return "empty file"
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # PIL is strict about truncation where libjpeg-turbo only warns
         decode_rgb(data, path=path)
         return None
-    except Exception as error:
+    except CorruptImageError as error:
+        return str(error).removeprefix(f"{path}: ")
+    except OSError as error:
         return f"{type(error).__name__}: {error}"

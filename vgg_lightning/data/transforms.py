@@ -2,15 +2,16 @@
 
 Per image, on the CPU, in uint8: isotropic rescale to shorter side S (fixed, or S ~ U[256, 512] per image for
 scale jittering), one random 224x224 crop, a random horizontal flip. The crop is chosen in the coordinates of
-the rescaled image, as the paper describes it, but only the crop is ever resampled: the box is mapped back to
-the decoded image and resized in one step (PIL's `resize(box=...)`, antialiased like `Resize`). The
-distribution of scales, crops and flips is that of `Resize(S) -> RandomCrop(224) -> RandomHorizontalFlip()`.
+the rescaled image, as the paper describes it, and drawn as `Resize(S) -> RandomCrop(224) ->
+RandomHorizontalFlip()` draws it, but only what the crop needs is ever resampled (`resized_region`), and an
+image at least twice S is decoded at a reduced size in the DCT domain (`decode.reduction_for`).
 
 Per batch, on the device: conversion to float, the AlexNet PCA colour shift, mean-RGB subtraction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 
 from .. import paper
-from .decode import decode_rgb
+from .decode import decode_reduced, decode_rgb, image_size
 
 CROP = 224
 NORMALIZATIONS = ("paper", "torchvision")
@@ -65,32 +66,53 @@ def sample_crop(height: int, width: int, scale: tuple[int, int], rng: np.random.
     return CropParams(side, top, left, bool(rng.integers(0, 2)))
 
 
-def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, path: str = "<bytes>") -> np.ndarray:
-    """The training view of one encoded image: a (224, 224, 3) uint8 array."""
-    from .decode import image_size
+def resized_region(
+    image: np.ndarray, reduction: int, original: tuple[int, int], rescaled: tuple[int, int], box: tuple[int, ...]
+) -> torch.Tensor:
+    """The region `box` = (top, left, height, width) of the image of size `original` after an antialiased
+    bilinear rescale of the whole of it to `rescaled`, as a (3, height, width) uint8 tensor. `image` is that
+    image decoded at 1/`reduction` of its size (the DCT reduction maps k original pixels onto one).
 
-    height, width = image_size(data)
+    Pixel for pixel this is the full rescale followed by the crop: the resampling op is given the full
+    rescale's scale factors and an output just large enough to reach the region's far corner, and fed only
+    the rows and columns that the filter reads there. torch's uint8 kernel (the one behind torchvision's
+    tensor `Resize`) is vectorised, and rounds as PIL does to within one level.
+    """
+    top, left, height, width = box
+    step_y, step_x = (size / reduction / out for size, out in zip(original, rescaled))  # decoded px per output px
+    bottom, right = top + height, left + width
+    # the filter reads up to max(step, 1) pixels either side of a sample
+    rows = min(image.shape[0], math.ceil(step_y * bottom + max(step_y, 1.0)) + 1)
+    cols = min(image.shape[1], math.ceil(step_x * right + max(step_x, 1.0)) + 1)
+    source = torch.from_numpy(image[:rows, :cols]).permute(2, 0, 1).unsqueeze(0)  # channels-last: the fast path
+    # The public F.interpolate takes an output size or scale factors, and we need both.
+    out = torch.ops.aten._upsample_bilinear2d_aa(source, [bottom, right], False, 1.0 / step_y, 1.0 / step_x)
+    return out[0, :, top:, left:]
+
+
+def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, path: str = "<bytes>") -> torch.Tensor:
+    """The training view of one encoded image: a (3, 224, 224) uint8 tensor."""
+    height, width = image_size(data, path)
     params = sample_crop(height, width, scale, rng)
-    # Decode no larger than needed: the rescaled image is S on its shorter side.
-    image = decode_rgb(data, min_side=params.scale, path=path)
-    decoded_h, decoded_w = image.shape[:2]
-    rescaled_h, rescaled_w = rescaled_size(height, width, params.scale)
-    sy, sx = decoded_h / rescaled_h, decoded_w / rescaled_w
-    box = (params.left * sx, params.top * sy, (params.left + CROP) * sx, (params.top + CROP) * sy)
-    crop = np.array(Image.fromarray(image).resize((CROP, CROP), Image.BILINEAR, box=box))
-    return crop[:, ::-1] if params.flip else crop
+    image, reduction = decode_reduced(data, min_side=params.scale, path=path)
+    rescaled = rescaled_size(height, width, params.scale)
+    crop = resized_region(image, reduction, (height, width), rescaled, (params.top, params.left, CROP, CROP))
+    return crop.flip(-1) if params.flip else crop
 
 
-def rescale(data: bytes, side: int, center_crop: int | None = None, path: str = "<bytes>") -> np.ndarray:
-    """The test view: the whole image isotropically rescaled to shorter side Q, optionally centre-cropped."""
-    image = decode_rgb(data, min_side=side, path=path)
-    height, width = rescaled_size(*image.shape[:2], side)
-    resized = np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+def rescale(data: bytes, side: int, center_crop: int | None = None, path: str = "<bytes>") -> torch.Tensor:
+    """The test view, a (3, H, W) uint8 tensor: the whole image isotropically rescaled to shorter side Q,
+    optionally centre-cropped."""
+    height, width = image_size(data, path)
+    image, reduction = decode_reduced(data, min_side=side, path=path)
+    rescaled = rescaled_size(height, width, side)
     if center_crop is None:
-        return resized
-    top = int(round((height - center_crop) / 2.0))
-    left = int(round((width - center_crop) / 2.0))
-    return resized[top : top + center_crop, left : left + center_crop]
+        box = (0, 0, *rescaled)
+    else:
+        top = int(round((rescaled[0] - center_crop) / 2.0))
+        left = int(round((rescaled[1] - center_crop) / 2.0))
+        box = (top, left, center_crop, center_crop)
+    return resized_region(image, reduction, (height, width), rescaled, box)
 
 
 def pca_alpha(rng: np.random.Generator) -> np.ndarray:
@@ -118,13 +140,16 @@ class BatchNormalizer(torch.nn.Module):
         self.register_buffer("pca", eig, persistent=False)
 
     def forward(self, images: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-        x = images.float()
+        # One new buffer and in-place arithmetic: on a CPU, fresh 20 MB temporaries (page faults) and mixed
+        # uint8/float arithmetic cost more than the decoding of the batch.
+        x = images.to(torch.float32, copy=True)
         mean = self.mean.to(x.device)
         if alpha is not None:
             # eigvec @ (alpha * eigval): one RGB offset per image
             shift = alpha.to(x.device, torch.float32) @ self.pca.to(x.device).T
             mean = mean - shift.view(-1, 3, 1, 1)
-        return (x - mean) / self.std.to(x.device)
+        x.sub_(mean)
+        return x if self.normalize == "paper" else x.div_(self.std.to(x.device))
 
 
 def reference_view(data: bytes, scale: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

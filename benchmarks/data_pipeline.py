@@ -1,0 +1,148 @@
+"""Training images/s per CPU core: our data pipeline against the torchvision way of doing the same work.
+
+    python benchmarks/data_pipeline.py [--images 300] [--rounds 5]
+
+Both run in this one process on one core (torch.set_num_threads(1)), side by side, on a generated set of
+JPEGs shaped like ImageNet's (about 430x360 on average, a fifth of them portrait, quality 90, with
+natural-image-like detail), for S = 256 and for scale jittering (S ~ U[256, 512]). Each produces batches
+of 32 float images, normalised:
+
+- reference: PIL open + convert("RGB"), Resize(S) (a RandomChoice over every S for jittering),
+  RandomCrop(224), RandomHorizontalFlip, ToTensor, Normalize, default_collate;
+- ours: `ImageFolder` items (read bytes, crop params keyed by index, decode, resample only the crop, flip,
+  uint8), our collate, and `BatchNormalizer` (colour shift + mean subtraction) on the CPU. In training that
+  last step runs on the GPU; its share is printed separately.
+
+The rounds alternate between the pipelines, and each reports its best round, so that load from other
+processes on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import default_collate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vgg_lightning.data.datasets import ImageFolder, collate  # noqa: E402
+from vgg_lightning.data.transforms import CROP, TORCHVISION_MEAN, TORCHVISION_STD, BatchNormalizer  # noqa: E402
+
+BATCH = 32
+SCALES = {"S=256": (256, 256), "jitter [256, 512]": (256, 512)}
+
+
+def photo(height: int, width: int, rng: np.random.Generator) -> Image.Image:
+    """Detail at every scale with falling amplitude, as in natural images: JPEG works as hard on it as on a
+    photo (about 0.5 bytes per pixel at quality 90), where flat or pure-noise images would be too easy or
+    too hard."""
+    pixels = np.zeros((height, width, 3), np.float32) + rng.uniform(60, 190, 3)
+    for cells, amplitude in ((4, 50), (16, 30), (64, 20), (256, 16), (1024, 14)):
+        field = rng.normal(0, 1, (max(2, height * cells // 1024), max(2, width * cells // 1024), 3))
+        field = Image.fromarray(np.clip(field * 40 + 128, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        pixels += (np.asarray(field, np.float32) - 128) / 40 * amplitude
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def imagenet_shape(rng: np.random.Generator) -> tuple[int, int]:
+    """Mostly 500 on the long side, the rest smaller; 4:3 and other aspects; a fifth portrait."""
+    long_side = 500 if rng.random() < 0.6 else int(rng.integers(250, 500))
+    short_side = int(long_side * rng.choice([0.75, 0.75, 0.667, 0.8, 0.6]))
+    return (short_side, long_side) if rng.random() < 0.8 else (long_side, short_side)
+
+
+def make_set(root: Path, count: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    """`root/train/<class>/*.JPEG`; returns (height, width, bytes) per image."""
+    rng, shapes = np.random.default_rng(seed), []
+    for i in range(count):
+        folder = root / "train" / f"n{i % 4:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        height, width = imagenet_shape(rng)
+        path = folder / f"img_{i:05d}.JPEG"
+        photo(height, width, rng).save(path, quality=90)
+        shapes.append((height, width, path.stat().st_size))
+    return shapes
+
+
+def reference_pipeline(scale: tuple[int, int]):
+    low, high = scale
+    resize = T.Resize(low) if low == high else T.RandomChoice([T.Resize(s) for s in range(low, high + 1)])
+    transform = T.Compose(
+        [resize, T.RandomCrop(CROP), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(TORCHVISION_MEAN, TORCHVISION_STD)]
+    )
+
+    def load(path: str) -> torch.Tensor:
+        with open(path, "rb") as f:
+            return transform(Image.open(f).convert("RGB"))
+
+    def run(dataset: ImageFolder, epoch: int) -> None:
+        for start in range(0, len(dataset), BATCH):
+            default_collate([(load(p), t) for p, t in dataset.samples[start : start + BATCH]])
+
+    return run
+
+
+def our_pipeline(normalize: bool):
+    normalizer = BatchNormalizer("paper")
+
+    def run(dataset: ImageFolder, epoch: int) -> None:
+        for start in range(0, len(dataset), BATCH):
+            batch = collate([dataset[(epoch, i)] for i in range(start, min(start + BATCH, len(dataset)))])
+            if normalize:
+                normalizer(batch["image"], batch["pca_alpha"])
+
+    return run
+
+
+def measure(root: Path, scale: tuple[int, int], rounds: int) -> dict[str, float]:
+    dataset = ImageFolder(str(root), "train", train=True, scale=scale)
+    pipelines = {
+        "torchvision reference": reference_pipeline(scale),
+        "ours": our_pipeline(normalize=True),
+        "ours, without the batch step": our_pipeline(normalize=False),
+    }
+    best = dict.fromkeys(pipelines, 0.0)
+    for epoch in range(rounds):
+        for name, run in pipelines.items():
+            started = time.perf_counter()
+            run(dataset, epoch)
+            best[name] = max(best[name], len(dataset) / (time.perf_counter() - started))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="vgg-data-bench-") as tmp:
+        shapes = np.array(make_set(Path(tmp), args.images))
+        portrait = float(np.mean(shapes[:, 0] > shapes[:, 1]))
+        print(
+            f"{args.images} generated JPEGs (quality 90): mean {shapes[:, 1].mean():.0f}x{shapes[:, 0].mean():.0f} "
+            f"(w x h), {portrait:.0%} portrait, mean {shapes[:, 2].mean() / 1024:.0f} KiB; "
+            f"1 core (torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}), best of {args.rounds} "
+            f"alternating rounds, batches of {BATCH}\n"
+        )
+        print("| scale | torchvision reference (img/s) | ours (img/s) | ours without the batch step (img/s) | ratio |")
+        print("|---|---|---|---|---|")
+        for label, scale in SCALES.items():
+            best = measure(Path(tmp), scale, args.rounds)
+            reference, ours = best["torchvision reference"], best["ours"]
+            print(
+                f"| {label} | {reference:.0f} | {ours:.0f} | {best['ours, without the batch step']:.0f} "
+                f"| {ours / reference:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

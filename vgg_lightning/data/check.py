@@ -1,0 +1,56 @@
+"""`python -m vgg_lightning.data.check ROOT`: decode every image under ROOT, list the ones that fail and why.
+
+Every file the training would read (by extension, as the loader picks them) is decoded in full by the same
+code the loader uses, in a pool of processes. The failures go to stdout as `path: reason`, one a line (the
+progress bar goes to stderr); the exit code is 1 when there are any, 2 when ROOT holds no images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+from rich.console import Console
+from rich.progress import track
+from torchvision.datasets.folder import is_image_file
+
+from .decode import check_file
+
+
+def image_files(root: str) -> list[str]:
+    return sorted(
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(root)
+        for name in names
+        if is_image_file(name)
+    )
+
+
+def scan(paths: list[str], workers: int) -> list[tuple[str, str]]:
+    """(path, reason) for every file that does not decode."""
+    with ProcessPoolExecutor(workers) as pool:
+        reasons = pool.map(check_file, paths, chunksize=max(1, min(256, len(paths) // (8 * workers))))
+        progress = track(reasons, total=len(paths), description="decoding", console=Console(stderr=True))
+        return [(path, reason) for path, reason in zip(paths, progress) if reason is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vgg_lightning.data.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="a data root, a split or any folder of images")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: one per core)")
+    args = parser.parse_args(argv)
+    paths = image_files(args.root)
+    if not paths:
+        print(f"error: no image files under {args.root!r}", file=sys.stderr)
+        return 2
+    failures = scan(paths, max(1, args.workers))
+    for path, reason in failures:
+        print(f"{path}: {reason}")
+    print(f"{len(failures)} of {len(paths)} files could not be decoded", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
