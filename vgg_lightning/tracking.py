@@ -81,17 +81,19 @@ def run_name(settings: Mapping, job: int | None = None) -> str:
 
 
 def run_id(run_dir: Path) -> str | None:
-    """The W&B id of this run dir's run: made once, by rank 0, and kept in the run dir. Ranks > 0 never
-    create a W&B run, and they may start before rank 0 has written the file: they get None."""
+    """The W&B id of this run dir's run: made once, by rank 0, and kept in the run dir (where the report
+    finds it too). A W&B sweep agent names the run its job must log into (WANDB_RUN_ID): that one wins.
+    Ranks > 0 never create a W&B run, and may start before rank 0 has written the file."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     path = run_dir / RUN_ID_FILE
-    if path.exists():
+    given = os.environ.get("WANDB_RUN_ID")
+    if not given and path.exists():
         return path.read_text().strip()
     if rank_zero_only.rank != 0:
-        return None
+        return given
+    new = given or "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own form
     path.write_text(new + "\n")
     return new
 
@@ -129,8 +131,7 @@ def wandb_run_args(cfg) -> dict:
         # a sweep's jobs belong together whatever their experiment; a lone run files under its experiment
         "group": str(hydra.sweep.dir) if multirun else settings["experiment"],
         "tags": run_tags(settings),
-        # a W&B sweep agent hands its run id down in WANDB_RUN_ID: the run must be that one
-        "id": os.environ.get("WANDB_RUN_ID") or run_id(run_dir),
+        "id": run_id(run_dir),
         "job_type": cfg.task,
         "config": {**flatten(container(cfg)), "experiment": settings["experiment"], "run_dir": str(run_dir)},
     }
