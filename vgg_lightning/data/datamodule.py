@@ -15,11 +15,29 @@ from .transforms import CROP, BatchNormalizer, parse_scale
 log = logging.getLogger(__name__)
 
 
+def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None = None) -> tuple[int, int]:
+    """(device batch, gradient accumulation steps) with device batch x steps x world_size = global_batch: the
+    fewest steps whose device batch fits `max_device_batch`, so that every optimiser step sees the paper's
+    256 images whatever the number of devices and their memory."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"data.batch_size={global_batch} (the global batch) does not divide over {world_size} "
+            f"processes; choose a multiple of {world_size}"
+        )
+    share = global_batch // world_size
+    limit = share if max_device_batch is None else int(max_device_batch)
+    if limit < 1:
+        raise ValueError(f"data.max_device_batch={max_device_batch}: must be at least 1 (or null: no limit)")
+    steps = next(s for s in range(1, share + 1) if share % s == 0 and share // s <= limit)
+    return share // steps, steps
+
+
 class ImageNetDataModule(L.LightningDataModule):
     """`root/train/<class>/*` and `root/val/<class>/*`; classes are the sorted folder names (so ImageNet's
     sorted wnids line up with torchvision's weights).
 
-    `batch_size` is the global batch (the paper's 256): each of the W processes loads batch_size / W.
+    `batch_size` is the global batch (the paper's 256): each of the W processes loads batch_size / W, in
+    micro-batches of at most `max_device_batch` when that is set (the trainer accumulates their gradients).
     `scale` is S: an int, 'jitter' (S ~ U[scale_range] per image) or [S_min, S_max]. `test_scale` is Q for
     validation, by default S for a fixed S and the middle of the range for jitter (the paper's 384).
     """
@@ -31,6 +49,7 @@ class ImageNetDataModule(L.LightningDataModule):
         scale_range: tuple[int, int] = (256, 512),
         test_scale: int | None = None,
         batch_size: int = 256,
+        max_device_batch: int | None = None,
         num_workers: int = 8,
         normalize: str = "paper",
         on_corrupt: str = "skip",
@@ -44,6 +63,7 @@ class ImageNetDataModule(L.LightningDataModule):
         self.train_scale = parse_scale(scale_range if str(scale).lower() == "jitter" else scale)
         self.test_scale = int(test_scale) if test_scale else (self.train_scale[0] + self.train_scale[1]) // 2
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.max_device_batch = max_device_batch
         self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory
         self.demo = dict(demo) if demo else None
         self.normalizer = BatchNormalizer(normalize)
@@ -88,12 +108,7 @@ class ImageNetDataModule(L.LightningDataModule):
 
     def per_device_batch(self) -> int:
         _, world_size = self._world()
-        if self.batch_size % world_size:
-            raise ValueError(
-                f"data.batch_size={self.batch_size} (the global batch) does not divide over {world_size} "
-                f"processes; choose a multiple of {world_size}"
-            )
-        return self.batch_size // world_size
+        return batch_plan(self.batch_size, world_size, self.max_device_batch)[0]
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         rank, world_size = self._world()
