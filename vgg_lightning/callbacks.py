@@ -18,6 +18,9 @@ class ImagesPerSecond(L.Callback):
         self._epoch_start = self._window_start = time.perf_counter()
         self._images = 0
 
+    # a run resumed mid-epoch starts without on_train_epoch_start
+    on_train_start = on_train_epoch_start
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += int(batch["label"].shape[0]) * trainer.world_size
         if (batch_idx + 1) % self.window == 0:

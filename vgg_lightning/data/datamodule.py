@@ -110,13 +110,31 @@ class ImageNetDataModule(L.LightningDataModule):
         _, world_size = self._world()
         return batch_plan(self.batch_size, world_size, self.max_device_batch)[0]
 
+    def _train_progress(self) -> tuple[int, int]:
+        """(epoch, batches done in it) as the fit loop knows it, restored from a checkpoint on resume."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
+
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         rank, world_size = self._world()
-        sampler = EpochSampler(len(dataset), shuffle, self.seed, rank, world_size, drop_last=shuffle)
+        batch_size = self.per_device_batch()
+        sampler = EpochSampler(
+            len(dataset),
+            shuffle,
+            self.seed,
+            rank,
+            world_size,
+            drop_last=shuffle,
+            batch_size=batch_size,
+            progress=self._train_progress if shuffle and self.trainer is not None else None,
+        )
         return DataLoader(
             dataset,
-            batch_size=self.per_device_batch(),
+            batch_size=batch_size,
             sampler=sampler,
+            # The workers' base seed would otherwise come from the global RNG, shifting the dropout stream
+            # of a resumed run; our samples draw nothing from it (their randomness is keyed by index).
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

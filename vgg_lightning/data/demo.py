@@ -52,14 +52,11 @@ def draw_example(label: int, rng: np.random.Generator) -> Image.Image:
 
 
 def make_demo_dataset(root: str, train_per_class: int = 48, val_per_class: int = 16, seed: int = 0) -> str:
-    """Write the demo set to `root` unless it is already there (with the same settings). Safe to call from
-    several processes at once: the set is written to a temporary folder and renamed into place."""
+    """Write the demo set to `root` unless a demo set is already there. Safe to call from several processes
+    at once: the set is written to a temporary folder and renamed into place."""
     settings = {"version": 2, "train_per_class": train_per_class, "val_per_class": val_per_class, "seed": seed}
-    marker = os.path.join(root, "demo.json")
-    if os.path.exists(marker):
-        with open(marker) as f:
-            if json.load(f) == settings:
-                return root
+    if os.path.exists(os.path.join(root, "demo.json")):
+        return root  # written before (perhaps with other sizes): a data folder is never rewritten under a run
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".demo-", dir=parent)
@@ -72,8 +69,6 @@ def make_demo_dataset(root: str, train_per_class: int = 48, val_per_class: int =
                 draw_example(label, rng).save(os.path.join(folder, f"{name}_{i:04d}.JPEG"), quality=90)
     with open(os.path.join(staging, "demo.json"), "w") as f:
         json.dump(settings, f)
-    if os.path.exists(root):
-        shutil.rmtree(root, ignore_errors=True)  # stale settings; a concurrent writer may have replaced it too
     try:
         os.rename(staging, root)
     except OSError:  # another process renamed its copy in first: same seed, same files

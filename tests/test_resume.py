@@ -1,0 +1,84 @@
+"""Preemption: a run killed with SIGKILL mid-epoch and resumed ends with the same weights as one that never
+stopped; checkpoints are written atomically; resuming with no checkpoint yet starts fresh and says so."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+
+from vgg_lightning.checkpointing import AtomicCheckpointIO
+
+HELPERS = str(Path(__file__).parent / "helpers")
+
+# 32 demo images, batch 8: 4 steps an epoch, 3 epochs; a checkpoint every 3 steps (3, 6, 9: mid-epoch).
+RUN = [
+    "experiment=demo",
+    "model.width=0.0625",
+    "data.batch_size=8",
+    "data.num_workers=1",
+    "trainer.max_epochs=3",
+    "logger=csv",
+    "callbacks.model_checkpoint.every_n_train_steps=3",
+]
+
+
+def weights(run_dir: Path) -> dict:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {"step": checkpoint["global_step"], **checkpoint["state_dict"]}
+
+
+@pytest.mark.parametrize("kill_at", [7])
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cli_env, tmp_path, demo_root, kill_at):
+    env = {**cli_env, "PYTHONPATH": HELPERS}
+    common = [*RUN, f"data.root={demo_root}"]
+    run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", env=env, cwd=tmp_path)
+
+    run_dir = tmp_path / "preempted"
+    killed = run_cli(
+        *common,
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.kill._target_=kill_callback.KillAtStep",
+        f"+callbacks.kill.step={kill_at}",
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert weights(run_dir)["step"] == 6  # the last checkpoint before the kill, mid-way through epoch 1
+    assert not list((run_dir / "checkpoints").glob("*.tmp-*"))
+
+    run_cli(*common, f"hydra.run.dir={run_dir}", "ckpt_path=last", env=env, cwd=tmp_path)
+    expected, resumed = weights(tmp_path / "straight"), weights(run_dir)
+    assert resumed["step"] == expected["step"] == 12
+    for key in expected:
+        if key != "step":
+            torch.testing.assert_close(resumed[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_resume_with_no_checkpoint_starts_fresh_and_says_so(cli_env, tmp_path, demo_root):
+    from conftest import FAST
+
+    result = run_cli("experiment=demo", f"data.root={demo_root}", *FAST, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path)
+    assert "no checkpoint" in result.stdout + result.stderr and "starting fresh" in result.stdout + result.stderr
+    assert (tmp_path / "run" / "results.json").exists()
+
+
+def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+
+    def broken_save(checkpoint, filepath):  # a write that dies half-way
+        Path(filepath).write_bytes(b"half a checkp")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io._atomic_save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"step": 1}
+    assert list(tmp_path.iterdir()) == [path]
