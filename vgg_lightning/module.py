@@ -48,10 +48,10 @@ class VGGClassifier(L.LightningModule):
 
     `model` holds the net's settings (config, width, dropout, init, init_std; the rest of `conf/model` is
     used by the training script); `optim` the optimiser's and the schedule's. Both are saved in the
-    checkpoint, which therefore rebuilds its own net.
+    checkpoint, which therefore rebuilds its own net; so is `train_scale` (S), for the results of a later eval.
     """
 
-    def __init__(self, model: Mapping, optim: Mapping, num_classes: int = 1000) -> None:
+    def __init__(self, model: Mapping, optim: Mapping, num_classes: int = 1000, train_scale=None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
