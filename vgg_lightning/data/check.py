@@ -33,7 +33,8 @@ def scan(paths: list[str], workers: int) -> list[tuple[str, str]]:
     with ProcessPoolExecutor(workers) as pool:
         reasons = pool.map(check_file, paths, chunksize=max(1, min(256, len(paths) // (8 * workers))))
         progress = track(reasons, total=len(paths), description="decoding", console=Console(stderr=True))
-        return [(path, reason) for path, reason in zip(paths, progress) if reason is not None]
+        # the bar first: zip stops at the first iterable that ends, and the bar's last step is taken on that call
+        return [(path, reason) for reason, path in zip(progress, paths) if reason is not None]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def decode_reduced(data: bytes, min_side: int | None = None, path: str = "<bytes
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # decode now: a truncated file must fail here, not later
-            return np.asarray(image.convert("RGB")), 1
+            return np.array(image.convert("RGB")), 1  # writable, as torch.from_numpy wants
     except Exception as error:  # PIL raises many types for broken files
         raise CorruptImageError.of(path, error) from error
 

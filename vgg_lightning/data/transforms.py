@@ -12,14 +12,14 @@ Per batch, on the device: conversion to float, the AlexNet PCA colour shift, mea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import paper
-from .decode import decode_reduced, decode_rgb, image_size
+from .decode import decode_reduced, image_size
 
 CROP = 224
 NORMALIZATIONS = ("paper", "torchvision")
@@ -31,7 +31,7 @@ def parse_scale(scale) -> tuple[int, int]:
     """256 -> (256, 256); 'jitter' -> the paper's (256, 512); [a, b] -> (a, b). The range is inclusive."""
     if isinstance(scale, str) and scale.strip().lower() == "jitter":
         return paper.JITTER
-    if isinstance(scale, (list, tuple)) and len(scale) == 2:
+    if isinstance(scale, Sequence) and not isinstance(scale, str) and len(scale) == 2:  # also Hydra's ListConfig
         low, high = int(scale[0]), int(scale[1])
     else:
         try:
@@ -151,12 +151,3 @@ class BatchNormalizer(torch.nn.Module):
         x.sub_(mean)
         return x if self.normalize == "paper" else x.div_(self.std.to(x.device))
 
-
-def reference_view(data: bytes, scale: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """The plain way, for tests: decode at full size, rescale the whole image to S, crop, flip."""
-    image = decode_rgb(data)
-    params = sample_crop(*image.shape[:2], scale, rng)
-    height, width = rescaled_size(*image.shape[:2], params.scale)
-    resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-    crop = resized[params.top : params.top + CROP, params.left : params.left + CROP]
-    return crop[:, ::-1] if params.flip else crop

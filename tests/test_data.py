@@ -1,0 +1,298 @@
+"""The data pipeline on generated files: layout checks, the paper's augmentation against torchvision's,
+real-world files (grayscale, CMYK, PNG named .JPEG, truncated), the check command, the batch step, and a
+CLI training run on an ImageFolder set with scale jittering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from conftest import FAST, read_results, run_cli
+from PIL import Image
+from torchvision.transforms import RandomCrop
+
+from vgg_lightning import paper
+from vgg_lightning.data import CorruptImageError, DataLayoutError, ImageFolder, ImageNetDataModule
+from vgg_lightning.data.datasets import collate
+from vgg_lightning.data.decode import decode_reduced, decode_rgb, reduction_for
+from vgg_lightning.data.transforms import CROP, BatchNormalizer, parse_scale, random_crop, rescale, sample_crop
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Detail at several scales, so that a crop half a pixel off, or a blurrier resample, shows."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((height, width, 3), np.float32) + 128
+    for cells in (4, 16, 64):
+        field = rng.integers(0, 256, (cells * height // width + 1, cells, 3), dtype=np.uint8)
+        pixels += (np.asarray(Image.fromarray(field).resize((width, height), Image.BICUBIC), np.float32) - 128) / 3
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str | None = None, **kw) -> bytes:
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    (image.convert(mode) if mode else image).save(buffer, fmt, **kw)
+    return buffer.getvalue()
+
+
+def make_folder(root, classes: dict[str, int], splits=("train", "val"), size=(40, 48)) -> str:
+    """root/<split>/<class>/<i>.JPEG with `classes[name]` images each (0: an empty class folder)."""
+    for split in splits:
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{i}.JPEG").write_bytes(encode(textured(*size, seed=i)))
+    return str(root)
+
+
+# -- layout --------------------------------------------------------------------------------------------------
+
+
+def test_missing_split_is_named(tmp_path):
+    root = make_folder(tmp_path, {"a": 1, "b": 1}, splits=("train",))
+    with pytest.raises(DataLayoutError, match=r"missing split folder '.*/val'"):
+        ImageNetDataModule(root, num_classes=None).num_classes
+
+
+def test_wrong_class_count_names_found_and_expected(tmp_path):
+    for split in ("train", "val"):  # 998 wnid folders, one (unreadable, never decoded) file each
+        for i in range(998):
+            (tmp_path / split / f"n{i:08d}").mkdir(parents=True)
+            (tmp_path / split / f"n{i:08d}" / "x.JPEG").touch()
+    with pytest.raises(DataLayoutError) as error:
+        ImageNetDataModule(str(tmp_path), num_classes=1000).num_classes
+    assert "/train' has 998 class folders, expected 1000" in str(error.value)
+    assert "/val' has 998 class folders, expected 1000" in str(error.value)
+    assert ImageNetDataModule(str(tmp_path), num_classes=None).num_classes == 998  # data=imagefolder follows
+
+
+def test_empty_class_is_named(tmp_path):
+    root = make_folder(tmp_path, {"full": 1, "hollow": 0})
+    with pytest.raises(DataLayoutError, match=r"1 class folder\(s\) hold no images: hollow"):
+        ImageNetDataModule(root, num_classes=None).setup("fit")
+
+
+def test_cli_refuses_a_bad_layout_before_any_work(tmp_path, cli_env):
+    root = make_folder(tmp_path / "data", {"a": 1, "b": 1, "c": 1})
+    run_dir = tmp_path / "run"
+    result = run_cli("data=imagenet", f"data.root={root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("DataLayoutError: data root") == 1
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
+
+
+# -- the training scale S ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale, low, high, test_scale", [(256, 256, 256, 256), (384, 384, 384, 384), ("jitter", 256, 512, 384)])
+def test_scale_settings(scale, low, high, test_scale, tmp_path):
+    module = ImageNetDataModule(str(tmp_path), scale=scale)
+    assert module.train_scale == (low, high) and module.test_scale == test_scale
+    rng = np.random.default_rng(0)
+    sides = np.array([sample_crop(375, 500, module.train_scale, rng).scale for _ in range(20000)])
+    assert sides.min() == low and sides.max() == high
+    if low < high:  # uniform over every integer of [256, 512]: each of the 257 values about 20000/257 times
+        assert sides.mean() == pytest.approx(384, abs=1.5)
+        counts = np.bincount(sides - low, minlength=high - low + 1)
+        assert len(counts) == 257 and counts.min() > 40 and counts.max() < 120
+
+
+def test_parse_scale_refuses_nonsense():
+    assert parse_scale([300, 400]) == (300, 400)
+    for bad in ("big", 200, [512, 256]):
+        with pytest.raises(ValueError, match="data.scale"):
+            parse_scale(bad)
+
+
+def test_crop_and_flip_are_drawn_as_torchvision_draws_them():
+    """Offsets uniform over every valid position of the image rescaled to S (RandomCrop's range), flips
+    with probability 1/2."""
+    rng = np.random.default_rng(1)
+    for height, width, scale in ((375, 500, (256, 256)), (500, 333, (384, 384))):
+        ours = [sample_crop(height, width, scale, rng) for _ in range(4000)]
+        rescaled = TF.resize(torch.zeros(1, height, width), scale[0]).shape[1:]  # torchvision's rounding
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            theirs = [RandomCrop.get_params(torch.zeros(1, *rescaled), (CROP, CROP))[:2] for _ in range(4000)]
+        for axis, name in enumerate(("top", "left")):
+            mine, reference = np.array([getattr(p, name) for p in ours]), np.array(theirs)[:, axis]
+            assert mine.min() == reference.min() == 0 and mine.max() == reference.max() == rescaled[axis] - CROP
+            assert abs(mine.mean() - reference.mean()) < 0.1 * (rescaled[axis] - CROP) + 1
+        assert 0.45 < np.mean([p.flip for p in ours]) < 0.55
+
+
+# -- the fast path against torchvision's ---------------------------------------------------------------------
+
+
+def torchvision_view(data: bytes, scale, rng) -> np.ndarray:
+    """The plain way: PIL decode at full size, Resize(S), crop, flip, with the same draws as ours."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    params = sample_crop(image.height, image.width, scale, rng)
+    view = TF.crop(TF.resize(image, params.scale), params.top, params.left, CROP, CROP)
+    return np.asarray(TF.hflip(view) if params.flip else view)
+
+
+@pytest.mark.parametrize("scale", [(256, 256), (384, 384), (256, 512)])
+def test_fast_path_equals_torchvision(scale):
+    diffs = []
+    for seed, (height, width) in enumerate([(300, 400), (400, 300), (260, 600), (480, 360)]):
+        data = encode(textured(height, width, seed), quality=90)
+        for draw in range(3):
+            ours = random_crop(data, scale, np.random.default_rng([seed, draw])).permute(1, 2, 0).numpy()
+            reference = torchvision_view(data, scale, np.random.default_rng([seed, draw]))
+            assert ours.shape == reference.shape == (CROP, CROP, 3)
+            diff = np.abs(ours.astype(int) - reference.astype(int))
+            assert diff.max() <= 2  # the same pixels, up to the two resamplers' rounding
+            diffs.append(diff.mean())
+    assert np.mean(diffs) < 0.05
+
+
+def test_dct_reduced_decode_stays_close_to_the_full_resize():
+    """An image more than twice S is decoded at 1/2 (or less) in the DCT domain, and still looks the same."""
+    data = encode(textured(560, 760, seed=3), quality=90)
+    assert reduction_for(560, 760, 256) == 2 and reduction_for(560, 760, 384) == 1
+    image, k = decode_reduced(data, 256)
+    assert (k, image.shape) == (2, (280, 380, 3))
+    for draw in range(4):
+        ours = random_crop(data, (256, 256), np.random.default_rng(draw)).permute(1, 2, 0).numpy().astype(int)
+        reference = torchvision_view(data, (256, 256), np.random.default_rng(draw)).astype(int)
+        assert np.abs(ours - reference).mean() < 1.0  # one pixel off it would be about 5
+
+
+def test_eval_view_equals_torchvision_resize_and_center_crop():
+    data = encode(textured(333, 500, seed=5), quality=95)
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    for side in (256, 384):
+        full = np.asarray(TF.resize(image, side))
+        ours = rescale(data, side).permute(1, 2, 0).numpy()
+        assert ours.shape == full.shape and np.abs(ours.astype(int) - full).max() <= 2
+        center = np.asarray(TF.center_crop(TF.resize(image, side), CROP))
+        assert np.abs(rescale(data, side, CROP).permute(1, 2, 0).numpy().astype(int) - center).max() <= 2
+
+
+# -- real files ----------------------------------------------------------------------------------------------
+
+
+def test_grayscale_cmyk_and_png_named_jpeg_become_rgb():
+    pixels = textured(64, 80, seed=7)
+    gray = decode_rgb(encode(pixels, mode="L", quality=95))
+    assert gray.shape == (64, 80, 3) and (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    cmyk = decode_rgb(encode(pixels, mode="CMYK", quality=95))
+    assert cmyk.shape == (64, 80, 3) and np.abs(cmyk.astype(int) - pixels).mean() < 4
+    png = decode_rgb(encode(pixels, fmt="PNG"))
+    assert (png == pixels).all()  # decoded by its content, losslessly
+    rgba = decode_rgb(encode(np.dstack([pixels, np.full((64, 80), 255, np.uint8)]), fmt="PNG"))
+    assert (rgba == pixels).all()
+    for data in (encode(pixels, mode="CMYK"), encode(pixels, fmt="PNG")):  # and they train
+        assert random_crop(data, (256, 256), np.random.default_rng(0)).shape == (3, CROP, CROP)
+
+
+def test_truncated_and_garbage_files_raise_naming_the_file():
+    data = encode(textured(64, 80), quality=90)
+    for broken in (data[: len(data) // 2], b"not an image", b""):
+        with pytest.raises(CorruptImageError, match="broken.JPEG"):
+            random_crop(broken, (256, 256), np.random.default_rng(0), path="broken.JPEG")
+
+
+@pytest.fixture
+def folder_with_a_truncated_file(tmp_path):
+    root = make_folder(tmp_path, {"a": 3, "b": 3}, size=(60, 70))
+    good = (tmp_path / "train" / "a" / "0.JPEG").read_bytes()
+    (tmp_path / "train" / "b" / "broken.JPEG").write_bytes(good[: len(good) // 2])
+    return root
+
+
+def test_skip_finishes_the_epoch_counts_and_warns_once(folder_with_a_truncated_file, caplog):
+    dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="skip")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate, sampler=[(e, i) for e in range(2) for i in range(7)])
+    with caplog.at_level(logging.WARNING):
+        batches = list(loader)
+    assert sum(len(b["label"]) for b in batches) == 12 and sum(int(b["skipped"]) for b in batches) == 2  # 2 epochs
+    warnings = [r.getMessage() for r in caplog.records if "broken.JPEG" in r.getMessage()]
+    assert len(warnings) == 1 and "data.on_corrupt=error" in warnings[0]
+
+
+def test_error_stops_naming_the_file(folder_with_a_truncated_file):
+    dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="error")
+    broken = next(i for i, (path, _) in enumerate(dataset.samples) if path.endswith("broken.JPEG"))
+    with pytest.raises(CorruptImageError, match=r"cannot decode .*/train/b/broken.JPEG \(data.on_corrupt=error\)"):
+        dataset[(0, broken)]
+    with pytest.raises(ValueError, match="data.on_corrupt='maybe'"):
+        ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="maybe")
+
+
+def test_check_command_lists_every_bad_file_with_its_reason(tmp_path):
+    root = make_folder(tmp_path, {"a": 2, "b": 2}, splits=("train",))
+    good = (tmp_path / "train" / "a" / "0.JPEG").read_bytes()
+    (tmp_path / "train" / "a" / "truncated.JPEG").write_bytes(good[:200])
+    (tmp_path / "train" / "b" / "text.JPEG").write_text("hello")
+    (tmp_path / "train" / "b" / "empty.JPEG").touch()
+    (tmp_path / "train" / "b" / "png.JPEG").write_bytes(encode(textured(20, 20), fmt="PNG"))  # fine
+    (tmp_path / "train" / "b" / "notes.txt").write_text("not an image: not scanned")
+    command = [sys.executable, "-m", "vgg_lightning.data.check", root, "--workers", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    listed = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert sorted(listed) == sorted(str(tmp_path / "train" / p) for p in ("a/truncated.JPEG", "b/text.JPEG", "b/empty.JPEG"))
+    assert listed[str(tmp_path / "train" / "b" / "empty.JPEG")] == "empty file"
+    assert "truncated" in listed[str(tmp_path / "train" / "a" / "truncated.JPEG")].lower()
+    assert "3 of 8 files could not be decoded" in result.stderr
+
+    for path in ("a/truncated.JPEG", "b/text.JPEG", "b/empty.JPEG"):
+        (tmp_path / "train" / path).unlink()
+    assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0
+
+
+# -- the batch step ------------------------------------------------------------------------------------------
+
+
+def test_batch_normalizer_paper_mean_and_pca_shift():
+    images = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+    mean = torch.tensor(paper.MEAN_RGB).view(1, 3, 1, 1)
+    assert torch.allclose(BatchNormalizer("paper")(images), 100 - mean)
+    alpha = torch.tensor([[0.1, -0.2, 0.05], [0.0, 0.0, 0.0]])
+    eigvec, eigval = torch.tensor(paper.PCA_EIGVEC), torch.tensor(paper.PCA_EIGVAL)
+    shift = eigvec @ (alpha[0] * eigval * 255)  # AlexNet's lighting noise on the 0-255 scale
+    out = BatchNormalizer("paper")(images, alpha)
+    assert torch.allclose(out[0], (100 - mean[0] + shift.view(3, 1, 1)).expand(3, 4, 4), atol=1e-4)
+    assert torch.allclose(out[1], 100 - mean[0])  # alpha 0: no shift
+    assert images.dtype == torch.uint8 and int(images[0, 0, 0, 0]) == 100  # the input is left alone
+
+
+def test_batch_normalizer_torchvision_matches_to_tensor_and_normalize():
+    images = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    expected = TF.normalize(images.float() / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert torch.allclose(BatchNormalizer("torchvision")(images), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="data.normalize='caffe'"):
+        BatchNormalizer("caffe")
+
+
+# -- a training run ------------------------------------------------------------------------------------------
+
+
+def test_cli_trains_on_an_imagefolder_set_with_scale_jitter(demo_root, tmp_path, cli_env):
+    root = tmp_path / "mine"
+    shutil.copytree(demo_root, root)
+    first_class = sorted(p for p in (root / "train").iterdir())[0]
+    (first_class / "broken.JPEG").write_bytes((next(first_class.iterdir())).read_bytes()[:300])
+    run_dir = tmp_path / "run"
+    overrides = [o for o in FAST if not o.startswith("trainer.limit_train_batches")]  # the whole epoch: 33 images
+    run_cli(
+        "data=imagefolder", f"data.root={root}", "data.scale=jitter", *overrides, "trainer.log_every_n_steps=1",
+        f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    results = read_results(run_dir)
+    assert results["num_classes"] == 8 and results["dataset"] != "imagenet"  # the class count follows the folders
+    assert results["train_scale"] == [256, 512] and results["test_scales"] == [384]
+    with open(next(run_dir.glob("csv/*/metrics.csv"))) as f:
+        skipped = [float(row["train/skipped_images"]) for row in csv.DictReader(f) if row.get("train/skipped_images")]
+    assert skipped and skipped[-1] == 1.0  # the broken file, left out of its batch and counted
