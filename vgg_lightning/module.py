@@ -57,6 +57,7 @@ class VGGClassifier(L.LightningModule):
         self.net = build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
         self.train_metrics = error_metrics(num_classes)
         self.val_metrics = error_metrics(num_classes)
+        self.skipped_images = 0  # see _log_skipped
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -76,7 +77,17 @@ class VGGClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._log_skipped(batch)
         return self._step(batch, "train", self.train_metrics)
+
+    def _log_skipped(self, batch: dict) -> None:
+        """`train/skipped_images`: the undecodable images the loader has left out so far, over all ranks."""
+        if "skipped" in batch:
+            # kept on the device: no host sync per step
+            self.skipped_images = self.skipped_images + batch["skipped"]
+            self.log(
+                "train/skipped_images", self.skipped_images.float(), on_step=True, on_epoch=False, reduce_fx="sum", sync_dist=True
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)
