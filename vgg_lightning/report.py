@@ -109,10 +109,11 @@ def config_order(config: str) -> int:
 
 
 def sort_key(run: Run) -> tuple:
+    """ImageNet first, then by config and S as Table 3 runs, single Q before several (Table 3 before 4)."""
     scale = run.train_scale
     return (run.dataset != IMAGENET, run.dataset, config_order(run.config), run.config,
-            scale if isinstance(scale, int) else scale[0] + scale[1] if scale else 0,
-            run.test_scales, str(run.results.get("protocol")), run.label)  # fmt: skip
+            scale if isinstance(scale, int) else sum(scale) / 2 if scale else 0,
+            len(run.test_scales), run.test_scales, str(run.results.get("protocol")), run.label)  # fmt: skip
 
 
 # -- the table --------------------------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""The comparison report: hand-made results files, and a real sweep on the demo set read as a user would."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+from demo_sweep import demo_sweep, wandb_env
+from hydra import compose, initialize_config_dir
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from vgg_lightning import paper, report
+from vgg_lightning.tracking import RUN_ID_FILE, register_resolvers
+
+
+def write_results(run_dir, **fields) -> None:
+    results = {"task": "eval", "experiment": None, "dataset": "imagenet", "num_classes": 1000, "protocol": "dense",
+               "epochs": 74, "steps": 370000, "wall_time_s": 1.0, "paper": None, **fields}  # fmt: skip
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A plan's folder: a Table 3 row, a Table 4 row, two runs of a depth sweep, a demo run with a CSV log."""
+    plan = tmp_path / "plan"
+    write_results(plan / "D_jitter", config="D", train_scale=[256, 512], test_scales=[384], top1_error=26.0, top5_error=8.4)
+    write_results(plan / "D_multi", config="D", train_scale=[256, 512], test_scales=[256, 384, 512], top1_error=25.0, top5_error=7.4)
+    for config, top1 in (("A", 30.0), ("E", 27.5)):
+        write_results(plan / "depth" / config, config=config, train_scale=256, test_scales=[256], top1_error=top1, top5_error=10.0)
+    demo = plan / "demo"
+    write_results(demo, task="train", config="A", dataset="demo", num_classes=8, train_scale=256, test_scales=[256],
+                  protocol="center", top1_error=7.81, top5_error=0.0)  # fmt: skip
+    (demo / "csv" / "version_0").mkdir(parents=True)
+    (demo / "csv" / "version_0" / "metrics.csv").write_text(
+        "epoch,step,train/loss_step,val/top1_error,train/loss_epoch\n"
+        "0,9,2.1,,\n0,23,,87.5,\n0,23,,,2.0\n1,47,,56.3,\n1,47,,,1.4\n2,71,,28.6,\n2,71,,,0.9\n"
+    )
+    (demo / RUN_ID_FILE).parent.mkdir()
+    (demo / RUN_ID_FILE).write_text("demo1234\n")
+    return plan
+
+
+def table_row(text: str, label: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in\n{text}")
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_table_matches_paper_rows_and_keeps_the_others(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = (out / "report.md").read_text()
+    for text in (printed, written):
+        jitter = table_row(text, "plan/D_jitter")
+        assert jitter[2:] == ["D", "[256;512]", "384", "dense", "Table 3", "25.6", "8.1", "26.00", "8.40", "+0.40", "+0.30"]
+        multi = table_row(text, "plan/D_multi")
+        assert multi[4:7] == ["256,384,512", "dense", "Table 4"] and multi[-2:] == ["+0.20", "-0.10"]
+        demo = table_row(text, "plan/demo")
+        assert demo[1:] == ["demo", "A", "256", "256", "center", "–", "–", "–", "7.81", "0.00", "–", "–"]
+    # sorted as the paper sorts: by config, then S
+    labels = [line.split("|")[1].strip() for line in written.splitlines() if line.startswith("| plan/")]
+    assert labels == ["plan/depth/A", "plan/D_jitter", "plan/D_multi", "plan/depth/E", "plan/demo"]
+
+
+def test_plots_are_pngs_a_person_can_read(runs, tmp_path):
+    out = tmp_path / "report"
+    report.main([str(runs), "--out", str(out)])
+    for name in ("error_vs_depth.png", "training_curves.png"):
+        width, height = png_size(out / name)
+        assert 800 <= width <= 4000 and 400 <= height <= 4000, (name, width, height)
+        assert f"]({name})" in (out / "report.md").read_text()
+
+
+def test_training_curve_comes_from_the_csv_log(runs):
+    curve = report.training_curve(runs / "demo")
+    assert [curve[e]["val/top1_error"] for e in sorted(curve)] == [87.5, 56.3, 28.6]
+    assert curve[2]["train/loss_epoch"] == 0.9
+    assert report.training_curve(runs / "D_jitter") == {}
+
+
+def test_never_overwrites_a_report(runs, tmp_path, monkeypatch):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "report.md").write_text("someone's report")
+    with pytest.raises(SystemExit, match="not empty"):
+        report.main([str(runs), "--out", str(taken)])
+    assert (taken / "report.md").read_text() == "someone's report"
+    monkeypatch.chdir(tmp_path)  # the default folder, twice in the same second: two folders
+    report.main([str(runs)])
+    report.main([str(runs)])
+    folders = sorted((tmp_path / "reports").iterdir())
+    assert len(folders) == 2 and all((f / "report.md").exists() for f in folders)
+
+
+def test_nothing_to_report_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        report.main([str(tmp_path)])
+    assert exit.value.code == 2 and "no results.json" in capsys.readouterr().err
+
+
+def test_wandb_report_offline_says_what_it_would_create(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    report.main([str(runs), "--out", str(tmp_path / "report"), "--wandb"])
+    printed = capsys.readouterr().out
+    assert "offline: no W&B Report created" in printed and "demo1234" in printed and "vgg-lightning" in printed
+
+
+def test_sweep_files_compose():
+    register_resolvers()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        params = {
+            name: compose("config", overrides=[f"+sweep={name}"], return_hydra_config=True).hydra
+            for name in ("depth", "scale", "table3")
+        }
+    for name, hydra in params.items():  # one folder per sweep, the kind named
+        assert hydra.mode == RunMode.MULTIRUN
+        assert OmegaConf.to_container(hydra.sweep)["dir"].startswith(f"multirun/{name}/")
+    assert params["depth"].sweeper.params == {"model": "A,B,C,D,E"}
+    assert params["scale"].sweeper.params == {"data.scale": "256,384,jitter"}
+    rows = [name.strip() for name in params["table3"].sweeper.params.experiment.split(",")]
+    assert sorted(rows) == sorted(f"table3/{row.name}" for row in paper.TABLE_3)
+    spec = yaml.safe_load((REPO / "sweeps" / "wandb_depth.yaml").read_text())  # W&B's macros are not OmegaConf's
+    assert spec["parameters"]["model"]["values"] == ["A", "B", "C", "D", "E"]
+    assert spec["command"] == ["${env}", "python", "-m", "vgg_lightning", "${args_no_hyphens}"]
+
+
+def test_report_on_a_real_sweep(tmp_path_factory, demo_root, tmp_path):
+    sweep = demo_sweep(tmp_path_factory, demo_root)
+    out = tmp_path / "report"
+    result = run_cli(str(sweep), "--out", str(out), module="vgg_lightning.report", env=wandb_env(tmp_path), cwd=tmp_path)
+    assert table_row(result.stdout, "depth-sweep/0")[1:3] == ["demo", "A"]
+    assert table_row(result.stdout, "depth-sweep/1")[1:3] == ["demo", "B"]
+    png_size(out / "error_vs_depth.png")
+    png_size(out / "training_curves.png")  # from the W&B run files: the sweep logged to W&B only
