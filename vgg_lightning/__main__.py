@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from .launch import check_multirun, rank_consistent_overrides
 from .tracking import finish_wandb, register_resolvers
 
 TASKS = ("train", "eval")
@@ -15,6 +18,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
+    check_multirun(cfg)
     try:
         if cfg.task == "train":
             from .train import train
@@ -28,5 +32,10 @@ def main(cfg: DictConfig) -> None:
         finish_wandb()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    sys.argv.extend(rank_consistent_overrides(sys.argv[1:]))
     main()
+
+
+if __name__ == "__main__":
+    cli()

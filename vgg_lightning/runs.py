@@ -78,14 +78,16 @@ def check_checkpoint(path: str, model: DictConfig, num_classes: int | None = Non
 
 
 def resume_path(cfg: DictConfig) -> str | None:
-    """ckpt_path=last means this run dir's last.ckpt: when there is none yet, start fresh and say so."""
+    """ckpt_path=last means the newest of this run dir's last.ckpt and the checkpoint Lightning saves on
+    SLURM's SIGUSR1 (hpc_ckpt_N.ckpt); when there is none yet, start fresh and say so."""
     if cfg.ckpt_path != "last":
         return cfg.ckpt_path
-    last = output_dir() / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", last.parent)
+    run_dir = output_dir()
+    candidates = [*run_dir.glob("checkpoints/last.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    if not candidates:
+        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", run_dir / "checkpoints")
         return None
-    return str(last)
+    return str(max(candidates, key=lambda path: path.stat().st_mtime))
 
 
 def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields) -> dict | None:

@@ -1,0 +1,54 @@
+"""Who starts the processes: Lightning itself, torchrun, or SLURM. Each rank composes the config again, so
+anything a rank would pick on its own (a timestamped run dir) must be made the same on every rank."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+
+def external_launcher(env: Mapping[str, str] = os.environ) -> str | None:
+    """'torchrun' or 'slurm' when the processes were made outside Lightning, else None."""
+    if env.get("TORCHELASTIC_RUN_ID"):
+        return "torchrun"
+    if env.get("SLURM_NTASKS") and env.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
+        return "slurm"
+    return None
+
+
+def rank_consistent_overrides(args: Sequence[str], env: Mapping[str, str] = os.environ) -> list[str]:
+    """Under torchrun every rank runs Hydra: give them one run (and sweep) dir named by torchrun's run id
+    instead of each its own timestamp, and let only rank 0 write the composed config."""
+    run_id = env.get("TORCHELASTIC_RUN_ID")
+    if not run_id:
+        return []
+    extra = []
+    for key, folder in (("hydra.run.dir", "outputs/${task}"), ("hydra.sweep.dir", "multirun")):
+        if any(arg.startswith(f"{key}=") for arg in args):
+            continue
+        if run_id == "none":
+            raise SystemExit(
+                f"torchrun gave no run id: pass --rdzv-id=<name> to torchrun, or {key}=<one dir for all ranks>"
+            )
+        extra.append(f"{key}={folder}/torchrun-{run_id}")
+    if env.get("RANK", "0") != "0":
+        extra.append("hydra.output_subdir=null")
+    return extra
+
+
+def check_multirun(cfg: DictConfig) -> None:
+    """`-m` with several devices hangs or recurses when Lightning spawns the processes (its children see `-m`
+    and start sweeps of their own; Lightning #15737): refuse it before any work and say what works."""
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
+    several = nodes > 1 or devices in ("auto", -1) or (isinstance(devices, int) and devices > 1)
+    if several and external_launcher() is None and "spawn" not in str(cfg.trainer.get("strategy")):
+        raise SystemExit(
+            f"a multirun (-m) with trainer.devices={devices} cannot let Lightning start the processes. Use "
+            "torchrun --nproc_per_node=N -m vgg_lightning -m ..., or hydra/launcher=slurm (see README: Scale out)"
+        )
