@@ -67,7 +67,6 @@ class ImageNetDataModule(L.LightningDataModule):
         self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory
         self.demo = dict(demo) if demo else None
         self.normalizer = BatchNormalizer(normalize)
-        self.skipped = 0
         self._classes: list[str] | None = None
 
     # -- what the run needs to know before the model is built ---------------------------------------------
@@ -153,9 +152,3 @@ class ImageNetDataModule(L.LightningDataModule):
         if "image" in batch:
             batch["image"] = self.normalizer(batch["image"], batch.get("pca_alpha"))
         return batch
-
-    def state_dict(self) -> dict:
-        return {"skipped": self.skipped}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.skipped = state.get("skipped", 0)
