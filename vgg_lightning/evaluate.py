@@ -1,32 +1,91 @@
-"""task=eval ckpt_path=...: test a trained net on the validation set, write results.json."""
+"""task=eval: test trained weights (a checkpoint, an ensemble of them, or torchvision's) with a protocol of
+the paper's Sec. 3.2 (eval=center|dense|multicrop|dense_multicrop, eval.scales=[...]), write results.json."""
 
 from __future__ import annotations
 
+import os
 import time
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from .evaluation import run_evaluation
+from .models import VGG, canonical_config, from_torchvision
 from .module import VGGClassifier
-from .runs import CheckpointError, build_trainer, check_checkpoint, errors, write_results
+from .runs import CheckpointError, build_trainer, check_checkpoint, read_checkpoint, write_results
+
+# torchvision's file names (torch.hub caches them under these) for its vgg11/13/16/19 = A/B/D/E
+TORCHVISION_FILES = {"A": "vgg11-8a719046.pth", "B": "vgg13-19584684.pth", "D": "vgg16-397923af.pth", "E": "vgg19-dcbb9e9d.pth"}
+
+
+def net_from_checkpoint(path: str, num_classes: int) -> tuple[VGG, object]:
+    """The net of a vgg-lightning checkpoint, and its training scale S."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "config" not in (hparams.get("model") or {}):
+        raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    if hparams.get("num_classes") != num_classes:
+        raise CheckpointError(f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}")
+    module = VGGClassifier(hparams["model"], hparams["optim"], num_classes, hparams.get("train_scale"))
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.net, hparams.get("train_scale")
+
+
+def torchvision_path(config: str, weights_path: str | None) -> str:
+    """weights_path, or torch's hub cache ($TORCH_HOME/hub/checkpoints): never a download."""
+    if config not in TORCHVISION_FILES:
+        raise ValueError(f"torchvision has no weights for config {config}: choose model=A, B, D or E")
+    name = TORCHVISION_FILES[config]
+    path = weights_path or os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"torchvision's weights for config {config} are not at {path} (vgg-lightning never downloads). "
+            f"Pass weights_path=/path/to/{name}, or put the file in {os.path.join(torch.hub.get_dir(), 'checkpoints')} "
+            f"(it is https://download.pytorch.org/models/{name})"
+        )
+    return path
+
+
+def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[str]]:
+    """(nets, their training scales, where their weights came from) for this eval run."""
+    if cfg.weights:
+        if cfg.weights != "torchvision":
+            raise ValueError(f"weights={cfg.weights!r}: the only choice is torchvision (or ckpt_path=... for our own)")
+        if cfg.data.normalize != "torchvision":
+            raise ValueError("torchvision's weights expect its mean/std input scaling: add data.normalize=torchvision")
+        path = torchvision_path(canonical_config(cfg.model.config), cfg.weights_path)
+        net = from_torchvision(torch.load(path, map_location="cpu", weights_only=True), cfg.model.config)
+        if net.num_classes != num_classes:
+            raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data {num_classes}")
+        return [net], [None], [path]
+    paths = [str(p) for p in [cfg.ckpt_path, *(cfg.eval.ensemble or [])] if p]
+    if not paths:
+        raise CheckpointError(
+            "task=eval needs the weights to test: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
+            "eval.ensemble=[a.ckpt,b.ckpt], or torchvision's: model=D weights=torchvision data.normalize=torchvision"
+        )
+    if len(paths) == 1:  # one net must be the one this run names; an ensemble may mix configs (D+E)
+        check_checkpoint(paths[0], cfg.model, num_classes)
+    nets, scales = zip(*(net_from_checkpoint(path, num_classes) for path in paths))
+    return list(nets), list(scales), paths
 
 
 def evaluate(cfg: DictConfig) -> dict | None:
     started = time.time()
-    if not cfg.ckpt_path:
-        raise CheckpointError("task=eval needs the weights to test: ckpt_path=<run dir>/checkpoints/last.ckpt")
     datamodule = instantiate(cfg.data)
-    check_checkpoint(cfg.ckpt_path, cfg.model, datamodule.num_classes)
-    module = VGGClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    num_classes = datamodule.num_classes
+    nets, train_scales, sources = load_nets(cfg, num_classes)
     trainer = build_trainer(cfg)
-    trainer.validate(module, datamodule=datamodule)
+    tested = run_evaluation(trainer, nets, datamodule, cfg.eval)
+    unique_scales = [s for i, s in enumerate(train_scales) if s not in train_scales[:i]]
     return write_results(
         trainer,
         cfg,
         started,
-        num_classes=datamodule.num_classes,
-        train_scale=module.hparams.get("train_scale"),
-        test_scales=[datamodule.test_scale],
-        protocol=cfg.eval.protocol,
-        **errors(trainer),
+        config="+".join(dict.fromkeys(net.config for net in nets)),
+        num_classes=num_classes,
+        train_scale=unique_scales[0] if len(unique_scales) == 1 else unique_scales,
+        weights=sources,
+        **tested,
     )

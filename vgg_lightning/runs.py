@@ -115,5 +115,9 @@ def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields)
 
 
 def errors(trainer: L.Trainer) -> dict:
+    if "val/top1_error" not in trainer.callback_metrics:
+        # fit stopped at trainer.max_steps inside the first epoch, before any validation: validate the
+        # weights it ended with, so that a short run (a smoke test, a sweep's dry run) still has results
+        trainer.validate(trainer.lightning_module, datamodule=trainer.datamodule, verbose=False)
     metrics = trainer.callback_metrics
     return {k: round(float(metrics[f"val/{k}"]), 3) for k in ("top1_error", "top5_error")}

@@ -1,15 +1,42 @@
-"""task=train: build from the config, fit, write results.json."""
+"""task=train: build from the config, fit with the paper's recipe, test with the experiment's protocol, write
+results.json."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from .data.datamodule import batch_plan
+from .evaluation import run_evaluation
+from .models.warm_start import warm_start
 from .module import VGGClassifier
-from .runs import build_trainer, check_checkpoint, container, errors, resume_path, write_results
+from .runs import build_trainer, check_checkpoint, container, errors, read_checkpoint, resume_path, write_results
+
+log = logging.getLogger(__name__)
+
+
+def accumulate_to_global_batch(trainer: L.Trainer, datamodule) -> int:
+    """Every optimiser step sees data.batch_size images whatever the device count: a process whose share
+    exceeds data.max_device_batch loads it in micro-batches, and the trainer accumulates their gradients."""
+    if trainer.accumulate_grad_batches != 1:
+        raise ValueError(
+            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}: the accumulation follows from "
+            f"data.batch_size (the global batch) and data.max_device_batch; set those instead"
+        )
+    device_batch, steps = batch_plan(datamodule.batch_size, trainer.world_size, datamodule.max_device_batch)
+    trainer.accumulate_grad_batches = steps
+    log.info(
+        "global batch %d = %d process(es) x %d images x %d accumulation step(s)",
+        datamodule.batch_size,
+        trainer.world_size,
+        device_batch,
+        steps,
+    )
+    return steps
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -20,16 +47,20 @@ def train(cfg: DictConfig) -> dict | None:
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, cfg.model, num_classes)
-    module = VGGClassifier(model=container(cfg.model), optim=container(cfg.optim), num_classes=num_classes)
+    module = VGGClassifier(
+        model=container(cfg.model), optim=container(cfg.optim), num_classes=num_classes, train_scale=datamodule.scale_label
+    )
+    if cfg.model.init_from and ckpt_path is None:
+        warm_start(module.net, read_checkpoint(cfg.model.init_from), cfg.model.init_from)
+    elif cfg.model.init_from:
+        log.info("resuming from %s: model.init_from (%s) was applied when this run began", ckpt_path, cfg.model.init_from)
     trainer = build_trainer(cfg)
+    accumulate_to_global_batch(trainer, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.eval.protocol == "center":  # what validation measured at the end of training
+        tested = {"test_scales": [datamodule.test_scale], "protocol": "center", **errors(trainer)}
+    else:  # the final weights (last.ckpt), as the paper tests its nets
+        tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval)
     return write_results(
-        trainer,
-        cfg,
-        started,
-        num_classes=num_classes,
-        train_scale=datamodule.scale_label,
-        test_scales=[datamodule.test_scale],
-        protocol="center",
-        **errors(trainer),
+        trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested
     )
