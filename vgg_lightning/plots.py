@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .report import Run
 
 DPI = 150
-CURVES = {"val/top1_error": "validation top-1 error (%)", "train/loss_epoch": "training loss (cross-entropy)"}
+CURVES = {"val/top1_error": "validation top-1 error (%)", "train/loss_epoch": "training loss (cross-entropy, epoch mean)"}
 
 
 def weight_layers(config: str) -> int:
@@ -98,26 +98,25 @@ def plot_error_vs_depth(runs: list[Run], out: Path) -> Path | None:
 
 
 def plot_curves(runs: list[Run], curves: dict[str, dict[int, dict]], out: Path) -> Path | None:
-    """Validation top-1 error and training loss per epoch, one line per run that logged them."""
+    """Validation top-1 error and training loss against the training step, one line per run that logged them."""
     metrics = [m for m in CURVES if any(m in values for c in curves.values() for values in c.values())]
     if "val/top1_error" not in metrics:
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.8 * len(metrics), 4.4), squeeze=False)
-    last = max(epoch + 1 for c in curves.values() for epoch in c)
     for ax, metric in zip(axes[0], metrics):
         for run in runs:
-            points = sorted((epoch + 1, v[metric]) for epoch, v in curves.get(run.label, {}).items() if metric in v)
+            points = sorted((step, v[metric]) for step, v in curves.get(run.label, {}).items() if metric in v)
             if points:
                 label = f"{run.config}, S = {format_s(run.train_scale)} ({run.label})"
                 ax.plot(*zip(*points), marker="o" if len(points) <= 20 else None, label=label)
-        ax.set_xlim(0.5, last + 0.5)  # whole epochs only: a one-epoch run would get a 0.95..1.05 axis
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("training iterations (SGD steps)")
         ax.set_ylabel(CURVES[metric])
-        ax.set_title(CURVES[metric].split(" (")[0].capitalize() + " per epoch")
+        ax.set_title(CURVES[metric].split(" (")[0].capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.margins(x=0.1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Training curves", fontsize=13)
+    fig.suptitle("Training curves (validation at the end of each epoch)", fontsize=13)
     fig.tight_layout()
     path = out / "training_curves.png"
     fig.savefig(path, dpi=DPI)

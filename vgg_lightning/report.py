@@ -20,6 +20,7 @@ from . import paper
 from .tracking import read_wandb_run, wandb_mode, wandb_run_files
 
 IMAGENET = "imagenet"
+STEP = "trainer/global_step"  # the x axis Lightning gives W&B
 ERRORS = {"top1_error": "top-1", "top5_error": "top-5"}  # results.json key -> what the paper calls it
 
 
@@ -160,29 +161,31 @@ CAPTION = (
 
 
 # -- training curves: the CSV logger's metrics.csv, else the W&B run files -------------------------------
+# Keyed by training step (SGD iterations, as the paper counts them): Lightning labels a validation run after
+# fit() stopped at max_steps inside an epoch with the next epoch's number, the step is always right.
 def _csv_curve(run_dir: Path) -> dict[int, dict]:
-    epochs: dict[int, dict] = {}
+    steps: dict[int, dict] = {}
     for path in sorted(run_dir.glob("csv/version_*/metrics.csv")):
         with path.open() as f:
             for line in csv.DictReader(f):
-                if line.get("epoch") not in (None, ""):
-                    values = {k: float(v) for k, v in line.items() if v not in (None, "") and k != "epoch"}
-                    epochs.setdefault(int(float(line["epoch"])), {}).update(values)
-    return epochs
+                if line.get("step") not in (None, ""):
+                    values = {k: float(v) for k, v in line.items() if v not in (None, "") and k != "step"}
+                    steps.setdefault(int(float(line["step"])), {}).update(values)
+    return steps
 
 
 def _wandb_curve(run_dir: Path) -> dict[int, dict]:
-    epochs: dict[int, dict] = {}
+    steps: dict[int, dict] = {}
     for path in wandb_run_files(run_dir):  # oldest first: a resumed job's values replace the first's
-        for step in read_wandb_run(path)["history"]:
-            if isinstance(step.get("epoch"), (int, float)):
-                values = {k: v for k, v in step.items() if isinstance(v, (int, float)) and not k.startswith("_")}
-                epochs.setdefault(int(step["epoch"]), {}).update(values)
-    return epochs
+        for logged in read_wandb_run(path)["history"]:
+            if isinstance(logged.get(STEP), (int, float)):
+                values = {k: v for k, v in logged.items() if isinstance(v, (int, float)) and not k.startswith("_")}
+                steps.setdefault(int(logged[STEP]), {}).update(values)
+    return steps
 
 
 def training_curve(run_dir: Path) -> dict[int, dict]:
-    """{epoch: {metric: value}} for the epochs the run logged (val/top1_error, train/loss_epoch, ...)."""
+    """{step: {metric: value}} for the steps the run logged at (val/top1_error, train/loss_epoch, ...)."""
     return _csv_curve(run_dir) or _wandb_curve(run_dir)
 
 
@@ -211,7 +214,7 @@ def wandb_report(runs: list[Run], table: str, title: str) -> str:
         return "W&B Report: none of these runs logged to W&B (logger=wandb), so there is nothing to report there"
     plan = [
         f"W&B Report {title!r} in {entity + '/' if entity else ''}{project}: the table above, and for its "
-        f"{len(ids)} runs ({', '.join(ids)}) a line plot of val/top1_error against epoch and a bar chart of "
+        f"{len(ids)} runs ({', '.join(ids)}) a line plot of val/top1_error against the step and a bar chart of "
         "results.top1_error"
         for (entity, project), ids in targets.items()
     ]
@@ -238,7 +241,7 @@ def wandb_report(runs: list[Run], table: str, title: str) -> str:
                 wr.PanelGrid(
                     runsets=[runset],
                     panels=[
-                        wr.LinePlot(x="epoch", y=["val/top1_error"], title="val top-1 error (%)"),
+                        wr.LinePlot(x=STEP, y=["val/top1_error"], title="val top-1 error (%)"),
                         wr.BarPlot(metrics=["results.top1_error"], title="final top-1 error (%)"),
                     ],
                 ),
