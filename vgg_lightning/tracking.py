@@ -40,8 +40,12 @@ def wandb_mode() -> str:
 
 
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("wandb_mode"):
-        OmegaConf.register_new_resolver("wandb_mode", wandb_mode)
+    """The config's `${wandb_mode:}` and `${default_precision:}`: decided on the machine that runs the job."""
+    from .speed import default_precision
+
+    for name, resolver in (("wandb_mode", wandb_mode), ("default_precision", default_precision)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict:

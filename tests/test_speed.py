@@ -1,0 +1,68 @@
+"""Speed switches: channels_last and torch.compile change no numbers; bf16 stays close; MFU arithmetic.
+The GPU-only tests skip cleanly on a CPU machine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vgg_lightning.models import build_vgg
+from vgg_lightning.speed import GPUSpeedups, default_precision, peak_flops, train_flops_per_image
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+class Holder(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+
+def test_vgg16_training_flops_are_3x_forward():
+    # the issue's figure: about 93 GFLOP per 224x224 image for forward + backward of VGG-16
+    assert train_flops_per_image(build_vgg("D")) == pytest.approx(93e9, rel=0.01)
+
+
+def test_cpu_defaults_are_harmless():
+    if torch.cuda.is_available():
+        pytest.skip("CPU defaults")
+    assert default_precision() == "32-true" and peak_flops() is None
+    callback = GPUSpeedups("auto", "auto")
+    assert (callback.channels_last, callback.compile) == (False, False)
+
+
+def test_channels_last_changes_layout_not_numbers():
+    torch.manual_seed(0)
+    net = build_vgg("B", width=0.125, num_classes=10, init="xavier").eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = net(x)
+    holder = Holder(net)
+    GPUSpeedups(channels_last=True, compile=False).setup(None, holder, "fit")
+    assert net.features.conv2_1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert set(holder.state_dict()) == {f"net.{k}" for k in net.state_dict()}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@gpu
+def test_bf16_autocast_stays_close_to_fp32_on_gpu():
+    net = build_vgg("D", width=0.25, num_classes=10, init="xavier").cuda().eval()
+    x = torch.randn(4, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        reference = net(x).float()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = net(x).float()
+    assert (low - reference).abs().max() / reference.abs().max() < 0.05
+    assert peak_flops("cuda") is None or peak_flops("cuda") > 1e14
+
+
+@gpu
+def test_compile_and_channels_last_equal_eager_on_gpu():
+    net = build_vgg("A", width=0.25, num_classes=10, init="xavier").cuda().eval()
+    x = torch.randn(2, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        expected = net(x)
+    GPUSpeedups(channels_last=True, compile=True).setup(None, Holder(net), "fit")
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, rtol=1e-3, atol=1e-3)
