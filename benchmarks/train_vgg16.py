@@ -1,0 +1,104 @@
+"""VGG-16 (config D) training throughput and MFU: synthetic batches already on the device, bf16 autocast,
+channels_last and torch.compile, after warm-up. With --data, the same model is also fed real JPEGs through
+the project's loader (decode, scale-jittered crop, flip on CPU workers; colour shift and mean on the GPU),
+and the ratio real / synthetic says whether the input pipeline keeps up.
+
+    python benchmarks/train_vgg16.py                                  # a GPU: batch 256
+    python benchmarks/train_vgg16.py --data /path/to/imagenet --workers 16
+    python benchmarks/train_vgg16.py --width 0.0625 --batch 4 --steps 3   # a CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import torch
+import torch.nn.functional as F
+
+from vgg_lightning.models import build_vgg
+from vgg_lightning.speed import peak_flops, train_flops_per_image
+
+
+def make_step(net, optimizer, autocast):
+    def step(images, labels):
+        with autocast:
+            loss = F.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def timed(step, batches, steps: int, warmup: int, sync) -> float:
+    """Seconds for `steps` steps after `warmup` steps; `batches` yields (images, labels) on the device."""
+    for images, labels in itertools.islice(batches, warmup):
+        step(images, labels)
+    sync()
+    start = time.perf_counter()
+    for images, labels in itertools.islice(batches, steps):
+        step(images, labels)
+    sync()
+    return time.perf_counter() - start
+
+
+def real_batches(args, device, normalizer):
+    from vgg_lightning.data import ImageNetDataModule
+
+    data = ImageNetDataModule(
+        root=args.data, scale="jitter", batch_size=args.batch, num_workers=args.workers, num_classes=None
+    )
+    data.setup("fit")
+    for batch in itertools.cycle(data.train_dataloader()):
+        images = normalizer(batch["image"].to(device, non_blocking=True), batch["pca_alpha"].to(device))
+        yield images.contiguous(memory_format=torch.channels_last), batch["label"].to(device, non_blocking=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="D")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--data", help="an image folder (train/<class>/*.JPEG) to also time real data")
+    parser.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    net = build_vgg(args.config, width=args.width, init="xavier").to(device, memory_format=torch.channels_last)
+    if cuda and not args.no_compile:
+        net.forward = torch.compile(net.forward)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+    step = make_step(net, optimizer, autocast)
+
+    images = torch.randn(args.batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (args.batch,), device=device)
+    synthetic = timed(step, itertools.repeat((images, labels)), args.steps, args.warmup, sync)
+    rate = args.steps * args.batch / synthetic
+    peak = peak_flops(device)
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    mfu = f"MFU {100 * rate * train_flops_per_image(net) / peak:.0f}%" if peak else "MFU unknown (no peak for this device)"
+    print(f"{name}: VGG-{args.config} width {args.width}, batch {args.batch}, bf16={cuda}, channels_last, "
+          f"compile={cuda and not args.no_compile}")  # fmt: skip
+    print(f"synthetic: {rate:.1f} images/s, {mfu}")
+    if cuda:
+        print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if args.data:
+        from vgg_lightning.data.transforms import BatchNormalizer
+
+        real = timed(step, real_batches(args, device, BatchNormalizer().to(device)), args.steps, args.warmup, sync)
+        real_rate = args.steps * args.batch / real
+        print(f"real JPEGs ({args.workers} workers): {real_rate:.1f} images/s = {real_rate / rate:.2f}x synthetic")
+
+
+if __name__ == "__main__":
+    main()
