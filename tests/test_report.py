@@ -10,6 +10,8 @@ import yaml
 from conftest import REPO, run_cli
 from demo_sweep import demo_sweep, wandb_env
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -133,9 +135,30 @@ def test_sweep_files_compose():
     assert params["scale"].sweeper.params == {"data.scale": "256,384,jitter"}
     rows = [name.strip() for name in params["table3"].sweeper.params.experiment.split(",")]
     assert sorted(rows) == sorted(f"table3/{row.name}" for row in paper.TABLE_3)
+    assert rows.index("table3/A_S256") < rows.index("table3/D_S256") < rows.index("table3/D_S384") < rows.index("table3/D_jitter")
     spec = yaml.safe_load((REPO / "sweeps" / "wandb_depth.yaml").read_text())  # W&B's macros are not OmegaConf's
     assert spec["parameters"]["model"]["values"] == ["A", "B", "C", "D", "E"]
     assert spec["command"] == ["${env}", "python", "-m", "vgg_lightning", "${args_no_hyphens}"]
+
+
+def test_table3_sweep_wires_the_papers_warm_starts():
+    """Each row starts from the last.ckpt of the row the paper initialises it from, in the same sweep."""
+    register_resolvers()
+    setup_globals()  # Hydra's own resolvers (`now`), which a job has and compose() alone does not register
+    starts = {}
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        for row in ("A_S256", "B_S256", "E_S384", "D_jitter"):
+            cfg = compose("config", overrides=["+sweep=table3", f"experiment=table3/{row}"], return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # what `${hydra:...}` reads inside a job
+            sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=True)
+            assert sweep["subdir"] == f"table3/{row}"
+            starts[row] = cfg.model.init_from and cfg.model.init_from.removeprefix(sweep["dir"] + "/")
+    assert starts == {
+        "A_S256": None,
+        "B_S256": "table3/A_S256/checkpoints/last.ckpt",
+        "E_S384": "table3/E_S256/checkpoints/last.ckpt",
+        "D_jitter": "table3/D_S384/checkpoints/last.ckpt",
+    }
 
 
 def test_report_on_a_real_sweep(tmp_path_factory, demo_root, tmp_path):
