@@ -23,6 +23,14 @@ DPI = 150
 CURVES = {"val/top1_error": "validation top-1 error (%)", "train/loss_epoch": "training loss (cross-entropy, epoch mean)"}
 
 
+def save(fig, title: str, path: Path) -> Path:
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)  # a report over many sweeps would otherwise hold every figure in memory
+    return path
+
+
 def weight_layers(config: str) -> int:
     """Table 1's depth: conv layers plus the three FC layers."""
     from .models.vgg import blocks
@@ -89,12 +97,7 @@ def plot_error_vs_depth(runs: list[Run], out: Path) -> Path | None:
             ax.set_title(f"{data_title(members[0])}, S = {format_s(scale)}: {name} error")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle("Validation error against depth", fontsize=13)
-    fig.tight_layout()
-    path = out / "error_vs_depth.png"
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, "Validation error against depth", out / "error_vs_depth.png")
 
 
 def plot_curves(runs: list[Run], curves: dict[str, dict[int, dict]], out: Path) -> Path | None:
@@ -116,9 +119,4 @@ def plot_curves(runs: list[Run], curves: dict[str, dict[int, dict]], out: Path) 
         ax.margins(x=0.1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Training curves (validation at the end of each epoch)", fontsize=13)
-    fig.tight_layout()
-    path = out / "training_curves.png"
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, "Training curves (validation at the end of each epoch)", out / "training_curves.png")
