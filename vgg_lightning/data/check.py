@@ -38,7 +38,9 @@ def scan(paths: list[str], workers: int) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vgg_lightning.data.check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vgg_lightning.data.check", description=__doc__.split("\n\n")[0].split(": ", 1)[1]
+    )
     parser.add_argument("root", help="a data root, a split or any folder of images")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: one per core)")
     args = parser.parse_args(argv)
