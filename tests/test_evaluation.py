@@ -154,8 +154,10 @@ def test_bucketed_batches_equal_one_image_at_a_time_and_the_errors_count_every_i
     grouped = posteriors_by_index(batched)
     alone = posteriors_by_index(Evaluator([net], image_folder, "dense", scales=[224, 256], batch_size=1))
     assert sorted(grouped) == sorted(alone) == list(range(8))
+    nhwc = posteriors_by_index(Evaluator([narrow()], image_folder, "dense", scales=[224, 256], batch_size=3, channels_last=True))
     for index in alone:
         torch.testing.assert_close(grouped[index], alone[index], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(nhwc[index], alone[index], rtol=1e-4, atol=1e-6)
 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(batched, verbose=False)

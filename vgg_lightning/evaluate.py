@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict | None:
     num_classes = datamodule.num_classes
     nets, train_scales, sources = load_nets(cfg, num_classes)
     trainer = build_trainer(cfg)
-    tested = run_evaluation(trainer, nets, datamodule, cfg.eval)
+    tested = run_evaluation(trainer, nets, datamodule, cfg.eval, cfg.model.channels_last)
     unique_scales = [s for i, s in enumerate(train_scales) if s not in train_scales[:i]]
     return write_results(
         trainer,

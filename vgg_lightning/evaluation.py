@@ -37,6 +37,7 @@ from .data.datasets import ImageFolder
 from .data.transforms import CROP, BatchNormalizer, rescaled_size
 from .models.vgg import VGG
 from .module import error_metrics
+from .speed import _enabled
 
 log = logging.getLogger(__name__)
 GRID = 5  # multi-crop: a 5x5 grid of crops per scale, each also flipped
@@ -178,10 +179,12 @@ class Evaluator(L.LightningModule):
         num_workers: int = 0,
         on_corrupt: str = "skip",
         split: str = "val",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.protocol = check_protocol(protocol)
-        self.nets = nn.ModuleList(nets)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.nets = nn.ModuleList(net.to(memory_format=self.memory_format) for net in nets)
         self.normalizer = BatchNormalizer(normalize)
         self.dataset = ScaledImages(root, scales, split, on_corrupt)
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
@@ -201,7 +204,7 @@ class Evaluator(L.LightningModule):
     def group_posteriors(self, batch: dict):
         """(posterior, labels, indices) per group of equal shapes."""
         for group in batch["groups"]:
-            images = [self.normalizer(x) for x in group["images"]]
+            images = [self.normalizer(x).contiguous(memory_format=self.memory_format) for x in group["images"]]
             yield posterior(self.nets, images, self.protocol, self.crop_batch), group["label"], group["index"]
 
     def on_test_epoch_start(self) -> None:
@@ -244,8 +247,10 @@ class Evaluator(L.LightningModule):
         )
 
 
-def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg) -> dict:
-    """Test `nets` on the datamodule's val split as `eval_cfg` (conf/eval) says; the fields of results.json."""
+def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg, channels_last=False) -> dict:
+    """Test `nets` on the datamodule's val split as `eval_cfg` (conf/eval) says; the fields of results.json.
+    `channels_last` is model.channels_last (auto: with a GPU). No torch.compile here: every shape of image
+    would compile anew."""
     scales = [int(q) for q in (eval_cfg.scales or [datamodule.test_scale])]
     evaluator = Evaluator(
         nets,
@@ -257,6 +262,7 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         crop_batch=eval_cfg.crop_batch,
         num_workers=datamodule.num_workers,
         on_corrupt=datamodule.on_corrupt,
+        channels_last=_enabled(channels_last),
     )
     trainer.test(evaluator, verbose=False)
     return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}

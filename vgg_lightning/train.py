@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict | None:
     if cfg.eval.protocol == "center":  # what validation measured at the end of training
         tested = {"test_scales": [datamodule.test_scale], "protocol": "center", **errors(trainer)}
     else:  # the final weights (last.ckpt), as the paper tests its nets
-        tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval)
+        tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
     return write_results(
         trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested
     )
