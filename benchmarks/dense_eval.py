@@ -2,7 +2,7 @@
 
     python benchmarks/dense_eval.py [--images 96] [--config D] [--width 0.125] [--scale 256] [--batch 16]
 
-Both run side by side in this one process, on the CPU, through the real path (`Evaluator` under
+Both run side by side in this one process, on the CPU by default, through the real path (`Evaluator` under
 `trainer.test`: read, decode, rescale to Q, normalise, `score_map` on the image and its flip, softmax), over a
 generated val set shaped like ImageNet's (60 % with a long side of 500 and a few common aspects, so many
 images share a shape, as 500x375 does on ImageNet). The two take turns, and each counts with its fastest of
@@ -42,8 +42,8 @@ def write_val_set(root: Path, count: int, classes: int, seed: int = 0) -> list[t
     return shapes
 
 
-def timed(evaluator: Evaluator) -> tuple[float, dict]:
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+def timed(evaluator: Evaluator, accelerator: str) -> tuple[float, dict]:
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     started = time.perf_counter()
     trainer.test(evaluator, verbose=False)
     return evaluator.errors["images"] / (time.perf_counter() - started), evaluator.errors
@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.125)
     parser.add_argument("--scale", type=int, default=256, help="test scale Q")
     parser.add_argument("--batches", default="16,4", help="bucketed batch sizes to try (16 is eval.batch_size)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu: Lightning's accelerator")
     args = parser.parse_args()
     classes = 10
     torch.manual_seed(0)
@@ -71,13 +72,13 @@ def main() -> None:
             f"{args.images} generated JPEGs, {len(set(shapes))} distinct sizes (most common: "
             + ", ".join(f"{w}x{h} x{n}" for (w, h), n in common)
             + f"); VGG-{args.config} width {args.width}, dense at Q={args.scale} with flips; "
-            f"CPU, torch threads {torch.get_num_threads()}, best of {args.repeats}"
+            f"{args.accelerator}, torch threads {torch.get_num_threads()}, best of {args.repeats}"
         )
         for _ in range(args.repeats):
             for batch, nhwc in modes:
                 evaluator = Evaluator([net], tmp, "dense", [args.scale], batch_size=batch, channels_last=nhwc)
                 batches[batch] = len(evaluator.loader())
-                rate, errors[batch, nhwc] = timed(evaluator)
+                rate, errors[batch, nhwc] = timed(evaluator, args.accelerator)
                 best[batch, nhwc] = max(best[batch, nhwc], rate)
     assert len({tuple(e.items()) for e in errors.values()}) == 1, errors  # the same posteriors every way
     print("\n| memory format | images per batch | batches | images/s | / one at a time |\n|---|---|---|---|---|")

@@ -236,6 +236,10 @@ class Evaluator(L.LightningModule):
         self.errors["images"] = int(self.images.compute())
         for name, value in self.errors.items():
             self.log(f"test/{name}", float(value))
+        if self.trainer.is_global_zero:
+            self._report()
+
+    def _report(self) -> None:
         log.info(
             "%s Q=%s: %d images, %.1f images/s; top-1 error %.2f%%, top-5 error %.2f%%",
             self.protocol,

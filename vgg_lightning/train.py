@@ -14,7 +14,9 @@ from .data.datamodule import batch_plan
 from .evaluation import run_evaluation
 from .models.warm_start import warm_start
 from .module import VGGClassifier
-from .runs import build_trainer, check_checkpoint, container, errors, read_checkpoint, resume_path, write_results
+from .paper import row
+from .reproduce import sources
+from .runs import build_trainer, check_checkpoint, choice, container, errors, read_checkpoint, resume_path, write_results
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,22 @@ def accumulate_to_global_batch(trainer: L.Trainer, datamodule) -> int:
     return steps
 
 
+def warn_if_cold(cfg: DictConfig) -> None:
+    """A Table 3 row run on its own without the warm start the paper gave it."""
+    experiment = choice("experiment") or ""
+    try:
+        parents = sources(row(experiment)) if experiment.startswith("table3/") else ()
+    except KeyError:  # a file of one's own in experiments/table3/
+        return
+    if parents:
+        log.warning(
+            "%s starts, in the paper, from table3/%s's weights: pass model.init_from=<its checkpoints/last.ckpt>, "
+            "or run the whole chain with python -m vgg_lightning.reproduce table3",
+            experiment,
+            parents[0].name,
+        )
+
+
 def train(cfg: DictConfig) -> dict | None:
     started = time.time()
     L.seed_everything(cfg.seed, workers=True)
@@ -52,7 +70,9 @@ def train(cfg: DictConfig) -> dict | None:
     )
     if cfg.model.init_from and ckpt_path is None:
         warm_start(module.net, read_checkpoint(cfg.model.init_from), cfg.model.init_from)
-    elif cfg.model.init_from:
+    elif not cfg.model.init_from:
+        warn_if_cold(cfg)
+    else:
         log.info("resuming from %s: model.init_from (%s) was applied when this run began", ckpt_path, cfg.model.init_from)
     trainer = build_trainer(cfg)
     accumulate_to_global_batch(trainer, datamodule)
