@@ -195,7 +195,11 @@ class Evaluator(L.LightningModule):
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
         sampler = ShapeBatchSampler(self.dataset.shape_keys(), self.batch_size, rank, world_size)
         return DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate_by_shape
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_by_shape,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def test_dataloader(self) -> DataLoader:
@@ -227,7 +231,7 @@ class Evaluator(L.LightningModule):
         task = getattr(bar, "test_progress_bar_id", None)
         if getattr(bar, "progress", None) is not None and task is not None:
             scales = ",".join(map(str, self.dataset.scales))
-            title = f"{bar.test_description} {self.protocol} Q={scales} {self.images_per_second():.1f} images/s"
+            title = f"{self.protocol} Q={scales} {self.images_per_second():.1f} img/s"
             bar.progress.update(task, description=title)
 
     def on_test_epoch_end(self) -> None:
