@@ -81,6 +81,7 @@ def test_reader_gets_back_what_wandb_wrote(tmp_path, monkeypatch):
         run.log({"val/top1_error": 50.0 - step, "epoch": step})
     run.summary.update({"results.top1_error": 12.5})
     wandb.finish()
+    wandb.teardown()  # finish() can return before the wandb-core service has written the run file
     read = read_wandb_run(wandb_run_files(tmp_path)[0])
     assert (read["id"], read["name"], read["group"], read["tags"]) == ("abc123", "n", "g", ["E"])
     assert read["config"] == {"model.config": "E"}
