@@ -8,7 +8,7 @@ from conftest import FAST, read_results, run_cli
 from hydra import compose, initialize_config_dir
 
 from vgg_lightning.models import CONFIGS
-from vgg_lightning.tracking import register_resolvers
+from vgg_lightning.resolvers import register_resolvers
 
 from conftest import REPO
 

@@ -16,7 +16,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from vgg_lightning import paper, report
-from vgg_lightning.tracking import RUN_ID_FILE, register_resolvers
+from vgg_lightning.resolvers import register_resolvers
+from vgg_lightning.tracking import RUN_ID_FILE
 
 
 def write_results(run_dir, **fields) -> None:

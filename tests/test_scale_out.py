@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vgg_lightning.launch import external_launcher, rank_consistent_overrides
-from vgg_lightning.tracking import register_resolvers
+from vgg_lightning.resolvers import register_resolvers
 
 
 def test_torchrun_ranks_share_one_run_dir_and_only_rank_0_writes_the_config():

@@ -8,7 +8,8 @@ import hydra
 from omegaconf import DictConfig
 
 from .launch import check_multirun, rank_consistent_overrides
-from .tracking import finish_wandb, register_resolvers
+from .resolvers import register_resolvers
+from .tracking import finish_wandb
 
 TASKS = ("train", "eval")
 register_resolvers()

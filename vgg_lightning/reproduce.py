@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from .paper import TABLE_3, TABLES, Row
+from .paper import row as paper_row
 
 DEFAULT_OUT = "outputs/reproduce"
 
@@ -76,12 +77,21 @@ def last_ckpt(out: str, row: Row) -> str:
     return f"{run_dir(out, row)}/checkpoints/last.ckpt"
 
 
+def warm_start(experiment: str, out: str) -> str | None:
+    """The checkpoint a Table 3 row starts from when the rows run in `out/table3/<row>` (None: from
+    model.init). The `+sweep=table3` multirun asks this too, through the `${warm_start:...}` resolver."""
+    row = paper_row(experiment)
+    parents = sources(row) if row.table == 3 else ()
+    return last_ckpt(out, parents[0]) if parents else None
+
+
 def command(row: Row, out: str, overrides: list[str]) -> list[str]:
     args = [f"experiment={key(row)}", f"hydra.run.dir={run_dir(out, row)}"]
     parents = sources(row)
     if row.table == 3:
         args.append("ckpt_path=last")  # a stopped training resumes; a fresh one starts from init_from
-        args += [f"model.init_from={last_ckpt(out, parent)}" for parent in parents]
+        init_from = warm_start(key(row), out)
+        args += [f"model.init_from={init_from}"] if init_from else []
     elif len(parents) == 1:
         args.append(f"ckpt_path={last_ckpt(out, parents[0])}")
     else:

@@ -39,15 +39,6 @@ def wandb_mode() -> str:
     return "offline"
 
 
-def register_resolvers() -> None:
-    """The config's `${wandb_mode:}` and `${default_precision:}`: decided on the machine that runs the job."""
-    from .speed import default_precision
-
-    for name, resolver in (("wandb_mode", wandb_mode), ("default_precision", default_precision)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, resolver)
-
-
 def flatten(tree: Mapping, prefix: str = "") -> dict:
     """{'model': {'config': 'A'}} -> {'model.config': 'A'}: one W&B column per setting instead of a dict."""
     flat = {}

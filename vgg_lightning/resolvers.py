@@ -1,0 +1,36 @@
+"""The OmegaConf resolvers the configs use, decided on the machine and in the job that runs:
+`${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
+`${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from). Imports stay inside the
+functions so that composing a config does not import Lightning."""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+
+def _wandb_mode() -> str:
+    from .tracking import wandb_mode
+
+    return wandb_mode()
+
+
+def _default_precision() -> str:
+    from .speed import default_precision
+
+    return default_precision()
+
+
+def _warm_start(experiment: str, out: str) -> str | None:
+    from .reproduce import warm_start
+
+    return warm_start(experiment, out)
+
+
+def register_resolvers() -> None:
+    for name, resolver in (
+        ("wandb_mode", _wandb_mode),
+        ("default_precision", _default_precision),
+        ("warm_start", _warm_start),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
