@@ -1,4 +1,4 @@
-"""Speed switches for GPUs (channels_last, torch.compile) and model FLOP utilisation (MFU)."""
+"""Speed switches (channels_last, torch.compile) and model FLOP utilisation (MFU)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class GPUSpeedups(L.Callback):
     """channels_last weights (cuDNN's fast NHWC kernels; inputs follow the weights) and torch.compile of the
     net's forward. The net's parameters and state-dict keys stay as they are, so checkpoints do not change."""
 
-    def __init__(self, channels_last="auto", compile="auto") -> None:
+    def __init__(self, channels_last=True, compile="auto") -> None:
         self.channels_last, self.compile = _enabled(channels_last), _enabled(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 RUN_ID_FILE = Path("wandb") / "run_id"  # inside the run dir, beside W&B's own run folders
 
