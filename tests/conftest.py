@@ -41,10 +41,10 @@ FAST = [
 ]
 
 
-def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = "vgg_lightning"):
+def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = "vgg_lightning", **popen):
     """`python -m vgg_lightning ARGS` as a user types it."""
     result = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **popen
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}")

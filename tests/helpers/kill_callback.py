@@ -7,9 +7,14 @@ import lightning as L
 
 
 class KillAtStep(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
+    """`group=True` kills every process of the process group at once (all DDP ranks), as a node going down
+    would; the test starts the command in a session of its own so that pytest is not in that group."""
+
+    def __init__(self, step: int, group: bool = False) -> None:
+        self.step, self.group = step, group
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= self.step:
+        if trainer.global_step >= self.step and trainer.is_global_zero:
+            if self.group:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
