@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import FAST, read_results, run_cli
@@ -65,9 +68,14 @@ def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
     assert results["num_classes"] == 8 and results["train_scale"] == 256 and results["test_scales"] == [256]
     assert 0.0 <= results["top1_error"] <= 100.0 and results["steps"] == 2 and results["paper"] is None
 
+    # evaluation needs only the val split (a root made by `prepare --splits val`)
+    val_only = tmp_path / "val_only"
+    shutil.copytree(Path(demo_root) / "val", val_only / "val")
+    shutil.copy(Path(demo_root) / "demo.json", val_only)
     eval_dir = tmp_path / "eval"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    run_cli("task=eval", *common, f"ckpt_path={ckpt}", f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)
+    eval_args = ["task=eval", *common, f"data.root={val_only}", f"ckpt_path={ckpt}"]
+    run_cli(*eval_args, f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)
     evaluated = read_results(eval_dir)
     assert evaluated["task"] == "eval" and evaluated["protocol"] == "center"
     assert evaluated["top1_error"] == pytest.approx(results["top1_error"])  # same weights, same val images

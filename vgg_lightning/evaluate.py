@@ -73,7 +73,7 @@ def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[
 
 def evaluate(cfg: DictConfig) -> dict | None:
     started = time.time()
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, splits=["val"])  # a val-only root (prepare --splits val) is enough
     num_classes = datamodule.num_classes
     nets, train_scales, sources = load_nets(cfg, num_classes)
     trainer = build_trainer(cfg)

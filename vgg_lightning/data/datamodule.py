@@ -57,9 +57,11 @@ class ImageNetDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = True,
         demo: dict | None = None,
+        splits: tuple[str, ...] = ("train", "val"),
     ) -> None:
         super().__init__()
         self.root = str(root)
+        self.splits = tuple(splits)  # those checked before any work: an evaluation needs only val/
         self.train_scale = parse_scale(scale_range if str(scale).lower() == "jitter" else scale)
         self.test_scale = int(test_scale) if test_scale else (self.train_scale[0] + self.train_scale[1]) // 2
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
@@ -83,7 +85,7 @@ class ImageNetDataModule(L.LightningDataModule):
                 from .demo import make_demo_dataset
 
                 make_demo_dataset(self.root, **self.demo)
-            self._classes = validate_layout(self.root, ("train", "val"), self.expected_classes)
+            self._classes = validate_layout(self.root, self.splits, self.expected_classes)
         return self._classes
 
     @property
