@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .evaluation import run_evaluation
+from .evaluation import run_evaluation, test_scales
 from .models import VGG, canonical_config, from_torchvision
 from .module import VGGClassifier
 from .runs import CheckpointError, build_trainer, check_checkpoint, read_checkpoint, write_results
@@ -76,16 +76,21 @@ def evaluate(cfg: DictConfig) -> dict | None:
     datamodule = instantiate(cfg.data, splits=["val"])  # a val-only root (prepare --splits val) is enough
     num_classes = datamodule.num_classes
     nets, train_scales, sources = load_nets(cfg, num_classes)
-    trainer = build_trainer(cfg)
-    tested = run_evaluation(trainer, nets, datamodule, cfg.eval, cfg.model.channels_last)
     unique_scales = [s for i, s in enumerate(train_scales) if s not in train_scales[:i]]
+    job = {
+        "config": "+".join(dict.fromkeys(net.config for net in nets)),  # D+E for an ensemble
+        "train_scale": unique_scales[0] if len(unique_scales) == 1 else unique_scales,
+        "test_scales": test_scales(cfg.eval, datamodule),
+    }
+    trainer = build_trainer(cfg, job)
+    tested = run_evaluation(trainer, nets, datamodule, cfg.eval, cfg.model.channels_last)
     return write_results(
         trainer,
         cfg,
         started,
-        config="+".join(dict.fromkeys(net.config for net in nets)),
+        config=job["config"],
         num_classes=num_classes,
-        train_scale=unique_scales[0] if len(unique_scales) == 1 else unique_scales,
+        train_scale=job["train_scale"],
         weights=sources,
         **tested,
     )

@@ -255,11 +255,16 @@ class Evaluator(L.LightningModule):
         )
 
 
+def test_scales(eval_cfg, datamodule) -> list[int]:
+    """Q: `eval.scales`, or the data's test scale (S for a fixed S, 384 for jitter)."""
+    return [int(q) for q in (eval_cfg.scales or [datamodule.test_scale])]
+
+
 def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg, channels_last=False) -> dict:
     """Test `nets` on the datamodule's val split as `eval_cfg` (conf/eval) says; the fields of results.json.
     `channels_last` is model.channels_last (auto: with a GPU). No torch.compile here: every shape of image
     would compile anew."""
-    scales = [int(q) for q in (eval_cfg.scales or [datamodule.test_scale])]
+    scales = test_scales(eval_cfg, datamodule)
     evaluator = Evaluator(
         nets,
         datamodule.root,

@@ -33,13 +33,15 @@ def container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+def build_trainer(cfg: DictConfig, job: dict | None = None, **overrides) -> L.Trainer:
+    """The Trainer of conf/trainer with conf/callbacks and conf/logger; `job` names what the job already knows
+    of itself (config, train_scale, test_scales) for the W&B run's name and tags."""
     callbacks = [
         instantiate(c)
         for name, c in (cfg.get("callbacks") or {}).items()
         if c is not None and (cfg.trainer.get("enable_progress_bar", True) or "progress_bar" not in name)
     ]
-    loggers = tracking.build_loggers(cfg)
+    loggers = tracking.build_loggers(cfg, job)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 

@@ -92,24 +92,22 @@ def run_id(run_dir: Path) -> str | None:
     return new
 
 
-def job_settings(cfg) -> dict:
-    """config, S, Q, experiment and task of this job, as results.json will spell them. The datamodule is
-    built (cheap: no files are read) so that S and Q come from its own rules (jitter, Q's default)."""
+def job_settings(cfg, known: Mapping | None = None) -> dict:
+    """config, S, Q, experiment and task of this job, as results.json will spell them. `known` holds what the
+    job has already worked out (an evaluation: the checkpoints' configs and S, its Q); the rest comes from
+    the config, through the datamodule's own rules (jitter, Q's default; cheap: no files are read)."""
     from hydra.utils import instantiate
 
     from .runs import choice
 
-    data = instantiate(cfg.data)
-    return {
-        "config": cfg.model.config,
-        "train_scale": data.scale_label,
-        "test_scales": [data.test_scale],
-        "experiment": choice("experiment"),
-        "task": cfg.task,
-    }
+    known = dict(known or {})
+    if not {"config", "train_scale", "test_scales"} <= known.keys():
+        data = instantiate(cfg.data)
+        known = {"config": cfg.model.config, "train_scale": data.scale_label, "test_scales": [data.test_scale], **known}
+    return {**known, "experiment": choice("experiment"), "task": cfg.task}
 
 
-def wandb_run_args(cfg) -> dict:
+def wandb_run_args(cfg, known: Mapping | None = None) -> dict:
     """wandb.init's name, group, tags, id, job_type and config for this Hydra job."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -118,7 +116,7 @@ def wandb_run_args(cfg) -> dict:
 
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
-    settings = job_settings(cfg)
+    settings = job_settings(cfg, known)
     run_dir = output_dir()
     return {
         "name": run_name(settings, hydra.job.num if multirun else None),
@@ -131,9 +129,9 @@ def wandb_run_args(cfg) -> dict:
     }
 
 
-def build_loggers(cfg) -> list:
-    """conf/logger/* instantiated. A W&B logger gets this job's run arguments where its config leaves them
-    null; tags given there (`+logger.wandb.tags=[mine]`) are added to ours."""
+def build_loggers(cfg, known: Mapping | None = None) -> list:
+    """conf/logger/* instantiated. A W&B logger gets this job's run arguments (see `job_settings` for `known`)
+    where its config leaves them null; tags given there (`+logger.wandb.tags=[mine]`) are added to ours."""
     from hydra.utils import get_class, instantiate
     from lightning.pytorch.loggers import WandbLogger
 
@@ -143,7 +141,7 @@ def build_loggers(cfg) -> list:
             continue
         extra = {}
         if issubclass(get_class(node._target_), WandbLogger):
-            ours = wandb_run_args(cfg)
+            ours = wandb_run_args(cfg, known)
             extra = {k: v for k, v in ours.items() if k != "tags" and node.get(k) is None}
             extra["tags"] = [*ours["tags"], *(node.get("tags") or [])]
         # through a partial: instantiate's own first parameter is called `config`, as is wandb.init's
