@@ -29,6 +29,20 @@ def test_torchrun_ranks_share_one_run_dir_and_only_rank_0_writes_the_config():
         rank_consistent_overrides([], {"TORCHELASTIC_RUN_ID": "none"})
 
 
+def test_srun_ranks_share_one_run_dir_that_a_requeued_job_finds_again():
+    step = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "3"}
+    assert rank_consistent_overrides(["model=D"], step) == [
+        "hydra.run.dir=outputs/${task}/slurm-4242.0",
+        "hydra.sweep.dir=multirun/slurm-4242.0",
+        "hydra.output_subdir=null",
+    ]
+    assert rank_consistent_overrides([], {**step, "SLURM_PROCID": "0"})[-1] == "hydra.sweep.dir=multirun/slurm-4242.0"
+    # a single task (an interactive salloc shell, or sbatch without srun) keeps Hydra's own run dirs
+    assert rank_consistent_overrides([], {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "1"}) == []
+    with pytest.raises(SystemExit, match="--rdzv-id"):
+        rank_consistent_overrides([], {"TORCHELASTIC_RUN_ID": "none"})
+
+
 def test_external_launcher_detection():
     assert external_launcher({"TORCHELASTIC_RUN_ID": "x"}) == "torchrun"
     assert external_launcher({"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "vgg"}) == "slurm"

@@ -20,22 +20,33 @@ def external_launcher(env: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
+def _shared_launch(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(a name for the run dir all ranks share, this process's rank) when several processes each run Hydra:
+    torchrun's, or one `srun` step of several tasks (named by job and step id, which a requeued job keeps)."""
+    if env.get("TORCHELASTIC_RUN_ID"):
+        return f"torchrun-{env['TORCHELASTIC_RUN_ID']}", env.get("RANK", "0")
+    if env.get("SLURM_STEP_ID") and int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1) > 1:
+        return f"slurm-{env.get('SLURM_JOB_ID')}.{env['SLURM_STEP_ID']}", env.get("SLURM_PROCID", "0")
+    return None
+
+
 def rank_consistent_overrides(args: Sequence[str], env: Mapping[str, str] = os.environ) -> list[str]:
-    """Under torchrun every rank runs Hydra: give them one run (and sweep) dir named by torchrun's run id
+    """Under torchrun or srun every rank runs Hydra: give them one run (and sweep) dir named by the launch
     instead of each its own timestamp, and let only rank 0 write the composed config."""
-    run_id = env.get("TORCHELASTIC_RUN_ID")
-    if not run_id:
+    launch = _shared_launch(env)
+    if launch is None:
         return []
+    name, rank = launch
     extra = []
     for key, folder in (("hydra.run.dir", "outputs/${task}"), ("hydra.sweep.dir", "multirun")):
         if any(arg.startswith(f"{key}=") for arg in args):
             continue
-        if run_id == "none":
+        if name == "torchrun-none":
             raise SystemExit(
                 f"torchrun gave no run id: pass --rdzv-id=<name> to torchrun, or {key}=<one dir for all ranks>"
             )
-        extra.append(f"{key}={folder}/torchrun-{run_id}")
-    if env.get("RANK", "0") != "0":
+        extra.append(f"{key}={folder}/{name}")
+    if rank != "0":
         extra.append("hydra.output_subdir=null")
     return extra
 
