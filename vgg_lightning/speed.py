@@ -65,3 +65,11 @@ class GPUSpeedups(L.Callback):
             net.forward = torch.compile(net.forward)
             net._compiled = True
         log.info("speed-ups: channels_last=%s compile=%s", self.channels_last, self.compile)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Hand the net back eager: the evaluation after training feeds it images of every shape, and a
+        compiled forward would compile anew for each."""
+        net = getattr(pl_module, "net", None)
+        if net is not None and getattr(net, "_compiled", False):
+            del net.forward  # the instance attribute set in setup: VGG.forward shows through again
+            net._compiled = False

@@ -152,5 +152,6 @@ class ImageNetDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Float conversion, colour shift and mean subtraction on the batch, on the device it landed on."""
         if "image" in batch:
+            self.normalizer.to(batch["image"].device)  # once: later calls find it there
             batch["image"] = self.normalizer(batch["image"], batch.get("pca_alpha"))
         return batch
