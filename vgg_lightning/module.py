@@ -85,8 +85,9 @@ class VGGClassifier(L.LightningModule):
     def _log_skipped(self, batch: dict) -> None:
         """`train/skipped_images`: the undecodable images the loader left out this epoch, over all ranks (a
         torchmetrics sum: synced once at epoch end, not at every step)."""
-        self.skipped_images(batch["skipped"])
-        self.log("train/skipped_images", self.skipped_images, on_step=False, on_epoch=True)
+        if "skipped" in batch:  # batches of our collate; a loader of one's own need not count
+            self.skipped_images(batch["skipped"])
+            self.log("train/skipped_images", self.skipped_images, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

@@ -77,12 +77,22 @@ def last_ckpt(out: str, row: Row) -> str:
     return f"{run_dir(out, row)}/checkpoints/last.ckpt"
 
 
+def parent(experiment: str | None) -> Row | None:
+    """The Table 3 row whose net a Table 3 experiment starts from; None for A and A-LRN, for the other
+    tables (they train nothing) and for experiments that are no paper row (the demo, files of one's own)."""
+    try:
+        row = paper_row(experiment or "")
+    except (KeyError, ValueError):
+        return None
+    parents = sources(row) if row.table == 3 else ()
+    return parents[0] if parents else None
+
+
 def warm_start(experiment: str, out: str) -> str | None:
     """The checkpoint a Table 3 row starts from when the rows run in `out/table3/<row>` (None: from
     model.init). The `+sweep=table3` multirun asks this too, through the `${warm_start:...}` resolver."""
-    row = paper_row(experiment)
-    parents = sources(row) if row.table == 3 else ()
-    return last_ckpt(out, parents[0]) if parents else None
+    source = parent(experiment)
+    return last_ckpt(out, source) if source else None
 
 
 def command(row: Row, out: str, overrides: list[str]) -> list[str]:

@@ -14,8 +14,7 @@ from .data.datamodule import batch_plan
 from .evaluation import run_evaluation
 from .models.warm_start import warm_start
 from .module import VGGClassifier
-from .paper import row
-from .reproduce import sources
+from .reproduce import parent
 from .runs import build_trainer, check_checkpoint, choice, container, errors, read_checkpoint, resume_path, write_results
 
 log = logging.getLogger(__name__)
@@ -43,17 +42,14 @@ def accumulate_to_global_batch(trainer: L.Trainer, datamodule) -> int:
 
 def warn_if_cold(cfg: DictConfig) -> None:
     """A Table 3 row run on its own without the warm start the paper gave it."""
-    experiment = choice("experiment") or ""
-    try:
-        parents = sources(row(experiment)) if experiment.startswith("table3/") else ()
-    except KeyError:  # a file of one's own in experiments/table3/
-        return
-    if parents:
+    experiment = choice("experiment")
+    source = parent(experiment)
+    if source is not None:
         log.warning(
             "%s starts, in the paper, from table3/%s's weights: pass model.init_from=<its checkpoints/last.ckpt>, "
             "or run the whole chain with python -m vgg_lightning.reproduce table3",
             experiment,
-            parents[0].name,
+            source.name,
         )
 
 
