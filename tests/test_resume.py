@@ -10,7 +10,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from vgg_lightning.checkpointing import AtomicCheckpointIO
+import lightning as L
+
+from vgg_lightning.checkpointing import AtomicCheckpointIO, PreemptibleCheckpoint
 
 HELPERS = str(Path(__file__).parent / "helpers")
 
@@ -89,3 +91,30 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, mon
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"step": 1}
     assert list(tmp_path.iterdir()) == [path]
+
+
+class WorseningNet(L.LightningModule):
+    """A val error that rises every epoch: only the first epoch is ever the best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/top1_error", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_ckpt_is_the_last_state_even_when_the_epoch_did_not_improve(tmp_path):
+    checkpoint = PreemptibleCheckpoint(dirpath=tmp_path, monitor="val/top1_error", mode="min", save_last=True)
+    data = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=4)
+    trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(WorseningNet(), data, data)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 6)  # Lightning alone would leave epoch 0's state here
+    assert Path(checkpoint.best_model_path).name.startswith("epoch=0")

@@ -31,14 +31,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class PreemptibleCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, except that a step-triggered save (`every_n_train_steps`) before the first
-    validation still writes last.ckpt. Lightning defers such saves until the monitored val metric exists,
-    so a job preempted during its first ImageNet epoch would otherwise have nothing to resume from."""
+    """Lightning's ModelCheckpoint, with `last.ckpt` always the last state:
+    - Lightning 2.6 rewrites last.ckpt only when a top-k checkpoint is saved, so after an epoch that did not
+      improve the val error, "last" would be the best epoch's weights: a resume would go back in time, and
+      the reproduction chain would pass on the wrong net;
+    - a step-triggered save (`every_n_train_steps`) before the first validation still writes last.ckpt
+      (Lightning defers it until the monitored metric exists, so a job preempted in its first ImageNet epoch
+      would have nothing to resume from)."""
+
+    def _save_last_if_missed(self, trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._defer_save_until_validation and self.save_last and trainer.global_step != self._last_global_step_saved:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._defer_save_until_validation:
+            self._save_last_if_missed(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
 
 
 def _random_state() -> dict:
