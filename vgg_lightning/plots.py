@@ -31,13 +31,6 @@ def save(fig, title: str, path: Path) -> Path:
     return path
 
 
-def weight_layers(config: str) -> int:
-    """Table 1's depth: conv layers plus the three FC layers."""
-    from .models.vgg import blocks
-
-    return sum(layer.kind == "conv" for block in blocks(config) for layer in block) + 3
-
-
 def data_title(run: Run) -> str:
     if run.dataset == "imagenet":
         return "ILSVRC-2012"
@@ -59,7 +52,7 @@ def _paper_series(members: list[Run], scale) -> dict[str, dict[str, paper.Row]]:
 
 def plot_error_vs_depth(runs: list[Run], out: Path) -> Path | None:
     """One row of panels per (data, training scale), top-1 and top-5 error against config A..E."""
-    from .models.vgg import CONFIGS
+    from .models.vgg import CONFIGS, weight_layers
 
     panels: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:

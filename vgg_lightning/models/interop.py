@@ -7,17 +7,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .vgg import VGG, canonical_config, parse_block, TABLE_1
+from .vgg import VGG, canonical_config, weight_layers
 
 TORCHVISION_NAMES = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
 _CLASSIFIER = {"fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6"}
 
 
-def _conv_count(config: str) -> int:
-    return sum(layer.kind == "conv" for block in TABLE_1[config] for layer in parse_block(block))
-
-
-_CONFIG_BY_CONV_COUNT = {_conv_count(config): config for config in TORCHVISION_NAMES}
+# torchvision's state dicts are told apart by their conv layers: the weight layers less the three FC
+_CONFIG_BY_CONV_COUNT = {weight_layers(config) - 3: config for config in TORCHVISION_NAMES}
 
 
 def _torchvision_config(config: str) -> str:

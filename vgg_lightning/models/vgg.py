@@ -107,6 +107,11 @@ def blocks(config: str) -> list[list[Layer]]:
     return [parse_block(f"{spec}, {_TABLE_1_POOL}") for spec in TABLE_1[config]]
 
 
+def weight_layers(config: str) -> int:
+    """Table 1's depth: the conv layers plus the three FC layers (A 11, B 13, C and D 16, E 19)."""
+    return sum(layer.kind == "conv" for block in blocks(config) for layer in block) + 3
+
+
 def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
