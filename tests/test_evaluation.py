@@ -160,7 +160,7 @@ def test_bucketed_batches_equal_one_image_at_a_time_and_the_errors_count_every_i
 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(batched, verbose=False)
-    labels = torch.tensor(batched.dataset.folders[0].targets)
+    labels = torch.tensor(batched.dataset.folder.targets)
     probs = torch.stack([alone[i] for i in range(8)])
     top1 = 100.0 * (probs.argmax(1) != labels).float().mean()
     top5 = 100.0 * (~(probs.topk(5, dim=1).indices == labels[:, None]).any(1)).float().mean()

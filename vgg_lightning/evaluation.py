@@ -19,7 +19,6 @@ runs in full batches.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import time
@@ -34,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchmetrics import SumMetric
 
 from .data.datasets import ImageFolder
-from .data.transforms import CROP, BatchNormalizer, rescaled_size
+from .data.transforms import CROP, BatchNormalizer, center_offset, rescaled_size
 from .models.vgg import VGG
 from .module import error_metrics
 from .speed import _enabled
@@ -45,7 +44,7 @@ DEFAULT_CROP_BATCH = 128
 
 
 def center_posterior(net: VGG, x: torch.Tensor, crop_batch: int = DEFAULT_CROP_BATCH) -> torch.Tensor:
-    top, left = (int(round((side - CROP) / 2.0)) for side in x.shape[-2:])  # as the val loader crops
+    top, left = center_offset(x.shape[-2:])  # as the val loader crops
     return net(x[..., top : top + CROP, left : left + CROP]).softmax(1)
 
 
@@ -103,27 +102,21 @@ class ScaledImages(Dataset):
     `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable."""
 
     def __init__(self, root: str, scales: Sequence[int], split: str = "val", on_corrupt: str = "skip") -> None:
-        base = ImageFolder(root, split, train=False, test_scale=scales[0], center_crop=None, on_corrupt=on_corrupt)
         self.scales = [int(q) for q in scales]
-        self.folders = [base]
-        for q in self.scales[1:]:  # one folder scan, one view per Q
-            folder = copy.copy(base)
-            folder.test_scale = q
-            self.folders.append(folder)
+        # a list of Q: each file is read and decoded once for all its views
+        self.folder = ImageFolder(root, split, train=False, test_scale=self.scales, center_crop=None, on_corrupt=on_corrupt)
 
     def __len__(self) -> int:
-        return len(self.folders[0])
+        return len(self.folder)
 
     def __getitem__(self, index: int) -> dict | None:
-        items = [folder[index] for folder in self.folders]
-        if any(item is None for item in items):
-            return None
-        return {"images": [item["image"] for item in items], "label": items[0]["label"], "index": index}
+        item = self.folder[index]
+        return None if item is None else {"images": item["images"], "label": item["label"], "index": index}
 
     def shape_keys(self) -> list[tuple | None]:
         """Each image's rescaled (H, W) at every Q, from its file header (None when unreadable)."""
         keys: list[tuple | None] = []
-        for path, _ in self.folders[0].samples:
+        for path, _ in self.folder.samples:
             try:
                 with Image.open(path) as image:
                     height, width = image.height, image.width

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
 
 from .decode import CorruptImageError, read_bytes
-from .transforms import CROP, pca_alpha, random_crop, rescale
+from .transforms import CROP, pca_alpha, random_crop, rescale_many
 
 log = logging.getLogger(__name__)
 ON_CORRUPT = ("skip", "error")
@@ -60,7 +61,8 @@ def _has_image(folder: str) -> bool:
 class ImageFolder(Dataset):
     """One split of an image folder. Items are looked up by `(epoch, index)` (see `EpochSampler`) and come back
     as uint8 CHW tensors: `train` views are random 224 crops at scale S, the others rescaled to Q (and
-    centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation)."""
+    centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation). With a
+    list of Q (`test_scale=[256, 384, 512]`), an item holds `images`, one view per Q, from one decode."""
 
     def __init__(
         self,
@@ -68,7 +70,7 @@ class ImageFolder(Dataset):
         split: str,
         train: bool,
         scale: tuple[int, int] = (256, 256),
-        test_scale: int = 256,
+        test_scale: int | Sequence[int] = 256,
         center_crop: int | None = CROP,
         seed: int = 0,
         on_corrupt: str = "skip",
@@ -79,7 +81,9 @@ class ImageFolder(Dataset):
         self.classes, self.class_to_idx = find_classes(self.root)
         self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
         self.targets = [target for _, target in self.samples]
-        self.train, self.scale, self.test_scale, self.center_crop = train, scale, test_scale, center_crop
+        self.train, self.scale, self.center_crop = train, scale, center_crop
+        self.single_scale = isinstance(test_scale, int)
+        self.test_scales = [test_scale] if self.single_scale else [int(q) for q in test_scale]
         self.seed, self.on_corrupt = seed, on_corrupt
         self._warned: set[str] = set()
 
@@ -99,7 +103,8 @@ class ImageFolder(Dataset):
                 image = random_crop(data, self.scale, rng, path=path)
                 extra = {"pca_alpha": torch.from_numpy(pca_alpha(rng))}
             else:
-                image, extra = rescale(data, self.test_scale, self.center_crop, path=path), {}
+                views = rescale_many(data, self.test_scales, self.center_crop, path=path)
+                image, extra = (views[0], {}) if self.single_scale else (None, {"images": views})
         except (CorruptImageError, OSError) as error:
             if self.on_corrupt == "error":
                 raise CorruptImageError(f"cannot decode {path} (data.on_corrupt=error): {error}") from error
@@ -107,7 +112,8 @@ class ImageFolder(Dataset):
                 self._warned.add(path)
                 log.warning("skipping unreadable image %s (%s); data.on_corrupt=error stops instead", path, error)
             return None
-        return {"image": image, "label": target, "index": index, **extra}
+        item = {"label": target, "index": index, **extra}
+        return item if image is None else {"image": image, **item}
 
 
 def collate(items: list[dict | None]) -> dict:

@@ -100,19 +100,27 @@ def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, p
     return crop.flip(-1) if params.flip else crop
 
 
-def rescale(data: bytes, side: int, center_crop: int | None = None, path: str = "<bytes>") -> torch.Tensor:
-    """The test view, a (3, H, W) uint8 tensor: the whole image isotropically rescaled to shorter side Q,
-    optionally centre-cropped."""
+def center_offset(size: tuple[int, int], crop: int = CROP) -> tuple[int, int]:
+    """(top, left) of the centre crop of an image of (H, W)."""
+    return int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
+
+
+def rescale_many(data: bytes, sides, center_crop: int | None = None, path: str = "<bytes>") -> list[torch.Tensor]:
+    """The test views at each Q of `sides`, (3, H, W) uint8 tensors: the whole image isotropically rescaled
+    to shorter side Q, optionally centre-cropped. The file is decoded once, large enough for the largest Q."""
     height, width = image_size(data, path)
-    image, reduction = decode_reduced(data, min_side=side, path=path)
-    rescaled = rescaled_size(height, width, side)
-    if center_crop is None:
-        box = (0, 0, *rescaled)
-    else:
-        top = int(round((rescaled[0] - center_crop) / 2.0))
-        left = int(round((rescaled[1] - center_crop) / 2.0))
-        box = (top, left, center_crop, center_crop)
-    return resized_region(image, reduction, (height, width), rescaled, box)
+    image, reduction = decode_reduced(data, min_side=max(sides), path=path)
+    views = []
+    for side in sides:
+        rescaled = rescaled_size(height, width, side)
+        box = (0, 0, *rescaled) if center_crop is None else (*center_offset(rescaled, center_crop), center_crop, center_crop)
+        views.append(resized_region(image, reduction, (height, width), rescaled, box))
+    return views
+
+
+def rescale(data: bytes, side: int, center_crop: int | None = None, path: str = "<bytes>") -> torch.Tensor:
+    """The test view at one Q (see `rescale_many`)."""
+    return rescale_many(data, [side], center_crop, path)[0]
 
 
 def pca_alpha(rng: np.random.Generator) -> np.ndarray:
