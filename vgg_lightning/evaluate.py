@@ -11,25 +11,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from .evaluation import run_evaluation, test_scales
-from .models import VGG, canonical_config, from_torchvision
-from .module import VGGClassifier
-from .runs import CheckpointError, build_trainer, check_checkpoint, read_checkpoint, write_results
+from .models import VGG, build_vgg, canonical_config, from_torchvision
+from .module import BUILD_KEYS
+from .runs import CheckpointError, build_trainer, check_checkpoint, read_vgg_checkpoint, write_results
 
 # torchvision's file names (torch.hub caches them under these) for its vgg11/13/16/19 = A/B/D/E
 TORCHVISION_FILES = {"A": "vgg11-8a719046.pth", "B": "vgg13-19584684.pth", "D": "vgg16-397923af.pth", "E": "vgg19-dcbb9e9d.pth"}
 
 
-def net_from_checkpoint(path: str, num_classes: int) -> tuple[VGG, object]:
-    """The net of a vgg-lightning checkpoint, and its training scale S."""
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if "config" not in (hparams.get("model") or {}):
-        raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
-    if hparams.get("num_classes") != num_classes:
-        raise CheckpointError(f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}")
-    module = VGGClassifier(hparams["model"], hparams["optim"], num_classes, hparams.get("train_scale"))
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.net, hparams.get("train_scale")
+def net_from_checkpoint(checkpoint: dict) -> tuple[VGG, object]:
+    """The net of a checked vgg-lightning checkpoint (see `runs.read_vgg_checkpoint`), and its training S."""
+    hparams = checkpoint["hyper_parameters"]
+    model = hparams["model"]
+    net = build_vgg(num_classes=hparams["num_classes"], **{k: model[k] for k in BUILD_KEYS if k in model})
+    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
+    return net, hparams.get("train_scale")
 
 
 def torchvision_path(config: str, weights_path: str | None) -> str:
@@ -65,9 +61,12 @@ def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[
             "task=eval needs the weights to test: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
             "eval.ensemble=[a.ckpt,b.ckpt], or torchvision's: model=D weights=torchvision data.normalize=torchvision"
         )
-    if len(paths) == 1:  # one net must be the one this run names; an ensemble may mix configs (D+E)
-        check_checkpoint(paths[0], cfg.model, num_classes)
-    nets, scales = zip(*(net_from_checkpoint(path, num_classes) for path in paths))
+    # one net must be the one this run names; an ensemble may mix configs (D+E). Each file is read once.
+    if len(paths) == 1:
+        checkpoints = [check_checkpoint(paths[0], cfg.model, num_classes)]
+    else:
+        checkpoints = [read_vgg_checkpoint(path, num_classes) for path in paths]
+    nets, scales = zip(*map(net_from_checkpoint, checkpoints))
     return list(nets), list(scales), paths
 
 

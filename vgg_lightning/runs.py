@@ -59,17 +59,24 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt, or not a checkpoint): {error}") from error
 
 
-def check_checkpoint(path: str, model: DictConfig, num_classes: int | None = None) -> dict:
-    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for."""
+def read_vgg_checkpoint(path: str, num_classes: int | None = None) -> dict:
+    """A vgg-lightning checkpoint (its hyper-parameters rebuild its net), refused before any work when it is
+    not one, or when its net has another number of classes than the data."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") or {}
-    saved = hparams.get("model") or {}
-    if "config" not in saved:
+    if "config" not in (hparams.get("model") or {}):
         raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    if num_classes is not None and hparams.get("num_classes") != num_classes:
+        raise CheckpointError(f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}")
+    return checkpoint
+
+
+def check_checkpoint(path: str, model: DictConfig, num_classes: int | None = None) -> dict:
+    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for; returns it."""
+    checkpoint = read_vgg_checkpoint(path, num_classes)
+    saved = checkpoint["hyper_parameters"]["model"]
     asked = {"config": model.config, "width": float(model.width)}
     found = {"config": saved["config"], "width": float(saved.get("width", 1.0))}
-    if num_classes is not None:
-        asked["num_classes"], found["num_classes"] = num_classes, hparams.get("num_classes")
     if found != asked:
         differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in asked if found[k] != asked[k])
         raise CheckpointError(
