@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
 
-from vgg_lightning.models import build_vgg
+from vgg_lightning.models import build_vgg, flops_per_image
+from vgg_lightning.models.vgg import FC_WIDTH, _counted_flops
 from vgg_lightning.speed import GPUSpeedups, default_precision, peak_flops, train_flops_per_image
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -21,6 +24,36 @@ class Holder(torch.nn.Module):
 def test_vgg16_training_flops_are_3x_forward():
     # the issue's figure: about 93 GFLOP per 224x224 image for forward + backward of VGG-16
     assert train_flops_per_image(build_vgg("D")) == pytest.approx(93e9, rel=0.01)
+
+
+@pytest.mark.parametrize("config, name", [("A", "vgg11"), ("B", "vgg13"), ("D", "vgg16"), ("E", "vgg19")])
+def test_flops_equal_torch_flop_counter_on_torchvision_vgg(config, name):
+    with torch.device("meta"):
+        reference, image = getattr(torchvision.models, name)(weights=None), torch.empty(1, 3, 224, 224)
+        ours = build_vgg(config)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        reference(image)
+    assert flops_per_image(ours) == counter.get_total_flops()
+
+
+def test_dense_flops_at_256_follow_the_score_map():
+    """At 256 every conv map is (256/224)^2 = 64/49 as large, and the FC layers, run as convs, give a 2x2 score
+    map: four times the FC work of 224 (hand count of the FC layers of D: 7x7x512 -> 4096 -> 4096 -> 1000)."""
+    with torch.device("meta"):
+        net = build_vgg("D")
+    fc = 2 * (7 * 7 * 512 * FC_WIDTH + FC_WIDTH * FC_WIDTH + FC_WIDTH * 1000)
+    convs = flops_per_image(net, 224) - fc
+    assert convs * 64 % 49 == 0
+    assert flops_per_image(net, 256) == convs * 64 // 49 + 4 * fc
+
+
+def test_flop_count_is_cached_per_architecture():
+    net = build_vgg("A", width=0.0625, num_classes=10)
+    first = flops_per_image(net)
+    hits = _counted_flops.cache_info().hits
+    assert flops_per_image(build_vgg("A", width=0.0625, num_classes=10)) == first
+    assert _counted_flops.cache_info().hits == hits + 1
 
 
 def test_cpu_defaults_are_harmless():

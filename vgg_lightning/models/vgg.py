@@ -14,6 +14,7 @@ never two copies kept in sync.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 #          block 1          block 2      block 3             block 4             block 5
 TABLE_1: dict[str, tuple[str, ...]] = {
@@ -309,15 +311,22 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def flops_per_image(model: VGG, side: int = INPUT_SIZE) -> int:
-    """Multiply-adds x 2 of one forward pass at `side` x `side`, counted from the layer shapes (strides and pools
-    included: a conv costs its weights times the positions of its output map)."""
-    sides = stage_sides(model.features, side)
-    flops = 0
-    for name, module in model.features.named_children():
-        if isinstance(module, nn.Conv2d):
-            flops += 2 * module.weight.numel() * sides[name] ** 2
-    out = feature_side(model.features, side) - model.head.kernel + 1
-    for conv in (model.head.fc6, model.head.fc7, model.head.fc8):
-        flops += 2 * conv.weight[0].numel() * conv.out_channels * out * out
-    return flops
+    """FLOPs (multiply-adds x 2) of one forward pass at `side` x `side`, as torch's `FlopCounterMode` counts them:
+    the counter the MFU convention uses, so our MFU figures mean what others' do. Convs and matrix products only
+    (strides and pools shape the maps; biases, ReLUs and pools themselves cost nothing here).
 
+    It runs a twin of `model` (same config, classes and width) built on the meta device: shapes only, so no
+    compute and no memory, even for the full-width nets. The count depends on nothing else, and is cached per
+    (config, num_classes, width, side), so the callback that asks every few steps pays for it once."""
+    return _counted_flops(model.config, model.num_classes, model.width, side)
+
+
+@functools.lru_cache(maxsize=None)
+def _counted_flops(config: str, num_classes: int, width: float, side: int) -> int:
+    with torch.device("meta"):
+        twin = VGG(config, num_classes, width)
+        image = torch.empty(1, 3, side, side)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        twin(image)
+    return int(counter.get_total_flops())
