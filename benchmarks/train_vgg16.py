@@ -5,6 +5,7 @@ and the ratio real / synthetic says whether the input pipeline keeps up.
 
     python benchmarks/train_vgg16.py                                  # a GPU: batch 256
     python benchmarks/train_vgg16.py --data /path/to/imagenet --workers 16
+    python benchmarks/train_vgg16.py --data /path/to/imagenet --workers 4 --decode device   # nvjpeg
     python benchmarks/train_vgg16.py --width 0.0625 --batch 4 --steps 3   # a CPU smoke run
 """
 
@@ -45,16 +46,25 @@ def timed(step, batches, steps: int, warmup: int, sync) -> float:
     return time.perf_counter() - start
 
 
-def real_batches(args, device, normalizer):
+def real_batches(args, device):
+    """The project's training batches on `device`: decoded by the loader's workers (`--decode cpu`) or by
+    nvjpeg on the GPU (`--decode device`), then colour-shifted and normalised there, as in training."""
     from vgg_lightning.data import ImageNetDataModule
+    from vgg_lightning.data.device_decode import decode_batch
 
     data = ImageNetDataModule(
-        root=args.data, scale="jitter", batch_size=args.batch, num_workers=args.workers, num_classes=None
-    )
+        root=args.data, scale="jitter", batch_size=args.batch, num_workers=args.workers, num_classes=None,
+        decode=args.decode,
+    )  # fmt: skip
     data.setup("fit")
-    for batch in itertools.cycle(data.train_dataloader()):
-        images = normalizer(batch["image"].to(device, non_blocking=True), batch["pca_alpha"].to(device))
-        yield images.contiguous(memory_format=torch.channels_last), batch["label"].to(device, non_blocking=True)
+    loader = data.train_dataloader()
+    while True:  # epoch after epoch (itertools.cycle would keep every batch it has seen)
+        for batch in loader:
+            if "jpeg" in batch:
+                batch = decode_batch(batch, device, data.bad_file)
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = data.on_after_batch_transfer(batch, 0)
+            yield batch["image"].contiguous(memory_format=torch.channels_last), batch["label"]
 
 
 def main() -> None:
@@ -67,6 +77,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--data", help="an image folder (train/<class>/*.JPEG) to also time real data")
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--decode", choices=["cpu", "device"], default="cpu", help="where the JPEGs are decoded")
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -93,11 +104,10 @@ def main() -> None:
     if cuda:
         print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     if args.data:
-        from vgg_lightning.data.transforms import BatchNormalizer
-
-        real = timed(step, real_batches(args, device, BatchNormalizer().to(device)), args.steps, args.warmup, sync)
+        real = timed(step, real_batches(args, device), args.steps, args.warmup, sync)
         real_rate = args.steps * args.batch / real
-        print(f"real JPEGs ({args.workers} workers): {real_rate:.1f} images/s = {real_rate / rate:.2f}x synthetic")
+        print(f"real JPEGs ({args.workers} workers, decoded on the {args.decode}): {real_rate:.1f} images/s = "
+              f"{real_rate / rate:.2f}x synthetic")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +231,84 @@ def test_error_stops_naming_the_file(folder_with_a_truncated_file):
         ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="maybe")
 
 
+# -- decoding on the device (data.decode=device) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """ImageNet-like JPEGs, one large enough for the CPU path's DCT reduction, and the files a GPU decoder is
+    not given: CMYK, PNG content named .JPEG."""
+    root = make_folder(tmp_path, {"a": 3, "b": 3}, splits=("train", "val"), size=(300, 400))
+    for split in ("train", "val"):
+        (tmp_path / split / "a" / "large.JPEG").write_bytes(encode(textured(640, 720, seed=3), quality=90))
+        (tmp_path / split / "a" / "gray.JPEG").write_bytes(encode(textured(300, 260, seed=4), mode="L"))
+        (tmp_path / split / "b" / "cmyk.JPEG").write_bytes(encode(textured(280, 300, seed=5), mode="CMYK"))
+        (tmp_path / split / "b" / "png.JPEG").write_bytes(encode(textured(260, 290, seed=6), fmt="PNG"))
+    return root
+
+
+def by_index(batch: dict) -> dict:
+    order = batch["index"].argsort()
+    return {k: v[order] for k, v in batch.items() if torch.is_tensor(v) and v.ndim}
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_device_decode_gives_the_views_the_workers_give(mixed_folder, split):
+    from vgg_lightning.data.device_decode import decode_batch
+
+    train = split == "train"
+    kwargs = dict(train=train, scale=(256, 512), test_scale=256, seed=5)
+    on_cpu, on_device = (ImageFolder(mixed_folder, split, decode=d, **kwargs) for d in ("cpu", "device"))
+    keys = [(2, i) for i in range(len(on_cpu))]
+    expected = by_index(collate([on_cpu[k] for k in keys]))
+    encoded = collate([on_device[k] for k in keys])
+    assert len(encoded["jpeg"]) == len(keys) - 2  # CMYK and PNG were decoded by the worker
+    assert sorted(Path(p).name for p in encoded["jpeg_path"]) == ["0.JPEG"] * 2 + ["1.JPEG"] * 2 + ["2.JPEG"] * 2 + ["gray.JPEG", "large.JPEG"]
+    got = by_index(decode_batch(encoded, torch.device("cpu"), on_bad_file=None))
+    assert got.keys() == expected.keys() and torch.equal(got["label"], expected["label"])
+    if train:  # the same draws: crop, flip and colour shift
+        assert torch.equal(got["pca_alpha"], expected["pca_alpha"])
+    difference = (got["image"].int() - expected["image"].int()).abs()
+    large = [i for i, (path, _) in enumerate(on_cpu.samples) if path.endswith("large.JPEG")][0]
+    assert difference[torch.arange(len(keys)) != large].max() <= 1  # the same decoder, the same resampling
+    assert difference[large].float().mean() < 2  # full decode here, a DCT-reduced one in the worker
+
+
+@pytest.mark.parametrize("on_corrupt", ["skip", "error"])
+def test_device_decode_skips_or_names_a_broken_file(folder_with_a_truncated_file, on_corrupt):
+    from vgg_lightning.data.datasets import CorruptFiles
+    from vgg_lightning.data.device_decode import decode_batch
+
+    dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, decode="device")
+    batch = collate([dataset[(0, i)] for i in range(len(dataset))])
+    assert len(batch["jpeg"]) == 7  # the truncated file's header reads: it fails only on the device
+    if on_corrupt == "error":
+        with pytest.raises(CorruptImageError, match=r"cannot decode .*/train/b/broken.JPEG \(data.on_corrupt=error\)"):
+            decode_batch(batch, torch.device("cpu"), CorruptFiles("error"))
+        return
+    batch = decode_batch(batch, torch.device("cpu"), CorruptFiles("skip"))
+    assert int(batch["skipped"]) == 1 and len(batch["image"]) == len(batch["label"]) == len(batch["pca_alpha"]) == 6
+    assert not any(dataset.samples[i][0].endswith("broken.JPEG") for i in batch["index"].tolist())
+
+
+def test_unknown_decode_place_is_refused(folder_with_a_truncated_file):
+    with pytest.raises(ValueError, match=r"data.decode='gpu': choose one of cpu, device"):
+        ImageFolder(folder_with_a_truncated_file, "train", train=True, decode="gpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvjpeg)")
+def test_nvjpeg_views_equal_the_cpu_views(mixed_folder):
+    from vgg_lightning.data.device_decode import decode_batch
+
+    dataset = ImageFolder(mixed_folder, "train", train=True, scale=(256, 512), decode="device")
+    keys = [(0, i) for i in range(len(dataset))]
+    on_cpu = decode_batch(collate([dataset[k] for k in keys]), torch.device("cpu"), None)
+    on_gpu = decode_batch(collate([dataset[k] for k in keys]), torch.device("cuda"), None)
+    assert on_gpu["image"].is_cuda
+    difference = (on_gpu["image"].cpu().int() - on_cpu["image"].int()).abs().float()
+    assert difference.mean() < 1 and difference.max() <= 8  # IDCT and float resampling round differently
+
+
 def test_check_command_lists_every_bad_file_with_its_reason(tmp_path):
     root = make_folder(tmp_path, {"a": 2, "b": 2}, splits=("train",))
     good = (tmp_path / "train" / "a" / "0.JPEG").read_bytes()
@@ -279,7 +358,8 @@ def test_batch_normalizer_torchvision_matches_to_tensor_and_normalize():
 # -- a training run ------------------------------------------------------------------------------------------
 
 
-def test_cli_trains_on_an_imagefolder_set_with_scale_jitter(demo_root, tmp_path, cli_env):
+@pytest.mark.parametrize("decode", ["cpu", "device"])
+def test_cli_trains_on_an_imagefolder_set_with_scale_jitter(demo_root, tmp_path, cli_env, decode):
     root = tmp_path / "mine"
     shutil.copytree(demo_root, root)
     first_class = sorted(p for p in (root / "train").iterdir())[0]
@@ -287,7 +367,8 @@ def test_cli_trains_on_an_imagefolder_set_with_scale_jitter(demo_root, tmp_path,
     run_dir = tmp_path / "run"
     overrides = [o for o in FAST if not o.startswith("trainer.limit_train_batches")]  # the whole epoch: 33 images
     run_cli(
-        "data=imagefolder", f"data.root={root}", "data.scale=jitter", *overrides, "trainer.log_every_n_steps=1",
+        "data=imagefolder", f"data.root={root}", "data.scale=jitter", f"data.decode={decode}", *overrides,
+        "trainer.log_every_n_steps=1",
         f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path,
     )  # fmt: skip
     results = read_results(run_dir)

@@ -8,7 +8,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from .datasets import ImageFolder, collate, validate_layout
+from .datasets import CorruptFiles, ImageFolder, collate, validate_layout
+from .device_decode import decode_batch
 from .sampling import EpochSampler
 from .transforms import CROP, BatchNormalizer, parse_scale
 
@@ -40,6 +41,8 @@ class ImageNetDataModule(L.LightningDataModule):
     micro-batches of at most `max_device_batch` when that is set (the trainer accumulates their gradients).
     `scale` is S: an int, 'jitter' (S ~ U[scale_range] per image) or [S_min, S_max]. `test_scale` is Q for
     validation, by default S for a fixed S and the middle of the range for jitter (the paper's 384).
+    `decode` is where the JPEGs of training and validation views are decoded: `cpu` in the loader's workers, or
+    `device` on the device the batch goes to (nvjpeg on a GPU; see `device_decode`).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class ImageNetDataModule(L.LightningDataModule):
         num_workers: int = 8,
         normalize: str = "paper",
         on_corrupt: str = "skip",
+        decode: str = "cpu",
         num_classes: int | None = None,
         seed: int = 0,
         pin_memory: bool = True,
@@ -68,6 +72,8 @@ class ImageNetDataModule(L.LightningDataModule):
         self.max_device_batch = max_device_batch
         self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory
         self.demo = dict(demo) if demo else None
+        self.decode = decode
+        self.bad_file = CorruptFiles(on_corrupt)  # for the files that fail on the device
         self.normalizer = BatchNormalizer(normalize)
         self._classes: list[str] | None = None
 
@@ -98,7 +104,7 @@ class ImageNetDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.classes()
-        common = dict(root=self.root, seed=self.seed, on_corrupt=self.on_corrupt)
+        common = dict(root=self.root, seed=self.seed, on_corrupt=self.on_corrupt, decode=self.decode)
         self.val_set = ImageFolder(split="val", train=False, test_scale=self.test_scale, center_crop=CROP, **common)
         if stage == "fit":
             self.train_set = ImageFolder(split="train", train=True, scale=self.train_scale, **common)
@@ -148,6 +154,13 @@ class ImageNetDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """With `decode=device`: decode the batch's JPEGs where the batch is going."""
+        if "jpeg" in batch:
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            batch = decode_batch(batch, device, self.bad_file)
+        return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Float conversion, colour shift and mean subtraction on the batch, on the device it landed on."""

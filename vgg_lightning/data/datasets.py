@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
 
-from .decode import CorruptImageError, read_bytes
-from .transforms import CROP, pca_alpha, random_crop, rescale_many
+from .decode import CorruptImageError, decode_reduced, image_size, read_bytes
+from .device_decode import DECODE_ON, decodes_on_device, empty_views, encoded_item
+from .transforms import CROP, center_crop_params, cut_view, hwc_tensor, pca_alpha, rescale_many, sample_crop
 
 log = logging.getLogger(__name__)
 ON_CORRUPT = ("skip", "error")
@@ -58,11 +59,32 @@ def _has_image(folder: str) -> bool:
     return any(is_image_file(e.name) for e in os.scandir(folder) if e.is_file())
 
 
+class CorruptFiles:
+    """What `data.on_corrupt` says to do with a file that does not decode: stop, naming it (`error`), or warn
+    once per file and leave the sample out (`skip`)."""
+
+    def __init__(self, on_corrupt: str = "skip") -> None:
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"data.on_corrupt={on_corrupt!r}: choose one of {', '.join(ON_CORRUPT)}")
+        self.on_corrupt = on_corrupt
+        self._warned: set[str] = set()
+
+    def __call__(self, path: str, error: Exception) -> None:
+        if self.on_corrupt == "error":
+            raise CorruptImageError(f"cannot decode {path} (data.on_corrupt=error): {error}") from error
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("skipping unreadable image %s (%s); data.on_corrupt=error stops instead", path, error)
+
+
 class ImageFolder(Dataset):
     """One split of an image folder. Items are looked up by `(epoch, index)` (see `EpochSampler`) and come back
     as uint8 CHW tensors: `train` views are random 224 crops at scale S, the others rescaled to Q (and
     centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation). With a
-    list of Q (`test_scale=[256, 384, 512]`), an item holds `images`, one view per Q, from one decode."""
+    list of Q (`test_scale=[256, 384, 512]`), an item holds `images`, one view per Q, from one decode.
+
+    With `decode="device"`, a 224 view of a JPEG comes back undecoded, as the file's bytes and the view's
+    plan, to be decoded with its batch on the training device (`device_decode`)."""
 
     def __init__(
         self,
@@ -74,9 +96,11 @@ class ImageFolder(Dataset):
         center_crop: int | None = CROP,
         seed: int = 0,
         on_corrupt: str = "skip",
+        decode: str = "cpu",
     ) -> None:
-        if on_corrupt not in ON_CORRUPT:
-            raise ValueError(f"data.on_corrupt={on_corrupt!r}: choose one of {', '.join(ON_CORRUPT)}")
+        if decode not in DECODE_ON:
+            raise ValueError(f"data.decode={decode!r}: choose one of {', '.join(DECODE_ON)}")
+        self.bad_file = CorruptFiles(on_corrupt)
         self.root = os.path.join(root, split)
         self.classes, self.class_to_idx = find_classes(self.root)
         self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
@@ -84,8 +108,9 @@ class ImageFolder(Dataset):
         self.train, self.scale, self.center_crop = train, scale, center_crop
         self.single_scale = isinstance(test_scale, int)
         self.test_scales = [test_scale] if self.single_scale else [int(q) for q in test_scale]
-        self.seed, self.on_corrupt = seed, on_corrupt
-        self._warned: set[str] = set()
+        self.seed, self.decode = seed, decode
+        # a single 224 view per item: cut from one plan (CropParams), decoded here or on the device
+        self.one_view = train or (self.single_scale and center_crop == CROP)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -96,29 +121,39 @@ class ImageFolder(Dataset):
     def __getitem__(self, key) -> dict | None:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         path, target = self.samples[index]
+        rng = self.rng(epoch, index) if self.train else None
         try:
             data = read_bytes(path)
-            if self.train:
-                rng = self.rng(epoch, index)
-                image = random_crop(data, self.scale, rng, path=path)
-                extra = {"pca_alpha": torch.from_numpy(pca_alpha(rng))}
+            if self.one_view:
+                view = self._view(data, rng, path)
             else:
                 views = rescale_many(data, self.test_scales, self.center_crop, path=path)
-                image, extra = (views[0], {}) if self.single_scale else (None, {"images": views})
+                view = {"image": views[0]} if self.single_scale else {"images": views}
         except (CorruptImageError, OSError) as error:
-            if self.on_corrupt == "error":
-                raise CorruptImageError(f"cannot decode {path} (data.on_corrupt=error): {error}") from error
-            if path not in self._warned:
-                self._warned.add(path)
-                log.warning("skipping unreadable image %s (%s); data.on_corrupt=error stops instead", path, error)
+            self.bad_file(path, error)
             return None
-        item = {"label": target, "index": index, **extra}
-        return item if image is None else {"image": image, **item}
+        if self.train:  # drawn after the crop: the same draws whichever way the image is decoded
+            view["pca_alpha"] = torch.from_numpy(pca_alpha(rng))
+        return {"label": target, "index": index, **view}
+
+    def _view(self, data: bytes, rng: np.random.Generator | None, path: str) -> dict:
+        size = image_size(data, path)
+        params = sample_crop(*size, self.scale, rng) if self.train else center_crop_params(*size, self.test_scales[0])
+        if self.decode == "device" and decodes_on_device(data):
+            return encoded_item(data, size, params, path)
+        image, reduction = decode_reduced(data, min_side=params.scale, path=path)
+        return {"image": cut_view(hwc_tensor(image), reduction, size, params)}
 
 
 def collate(items: list[dict | None]) -> dict:
-    """Stack a batch, leaving out the samples that could not be decoded (counted in `skipped`)."""
-    kept = [item for item in items if item is not None]
+    """Stack a batch, leaving out the samples that could not be decoded (counted in `skipped`). Samples still
+    to be decoded on the device come first, as lists of their bytes (`jpeg`), plans and paths."""
+    kept = sorted((item for item in items if item is not None), key=lambda item: "jpeg" not in item)
+    encoded = {key: [item.pop(key) for item in kept if key in item] for key in ("jpeg", "plan", "jpeg_path")}
+    decoded = [item.pop("image") for item in kept if "image" in item] if encoded["jpeg"] else None
     batch = torch.utils.data.default_collate(kept) if kept else {}
+    if encoded["jpeg"]:
+        batch.update(encoded, plan=torch.stack(encoded["plan"]))
+        batch["image"] = torch.stack(decoded) if decoded else empty_views()
     batch["skipped"] = torch.tensor(len(items) - len(kept))
     return batch

@@ -67,27 +67,44 @@ def sample_crop(height: int, width: int, scale: tuple[int, int], rng: np.random.
 
 
 def resized_region(
-    image: np.ndarray, reduction: int, original: tuple[int, int], rescaled: tuple[int, int], box: tuple[int, ...]
+    image: torch.Tensor, reduction: int, original: tuple[int, int], rescaled: tuple[int, int], box: tuple[int, ...]
 ) -> torch.Tensor:
     """The region `box` = (top, left, height, width) of the image of size `original` after an antialiased
-    bilinear rescale of the whole of it to `rescaled`, as a (3, height, width) uint8 tensor. `image` is that
-    image decoded at 1/`reduction` of its size (the DCT reduction maps k original pixels onto one).
+    bilinear rescale of the whole of it to `rescaled`, as a (3, height, width) uint8 tensor on the image's
+    device. `image` is that image as a (3, H, W) uint8 tensor decoded at 1/`reduction` of its size (the DCT
+    reduction maps k original pixels onto one).
 
     Pixel for pixel this is the full rescale followed by the crop: the resampling op is given the full
     rescale's scale factors and an output just large enough to reach the region's far corner, and fed only
-    the rows and columns that the filter reads there. torch's uint8 kernel (the one behind torchvision's
-    tensor `Resize`) is vectorised, and rounds as PIL does to within one level.
+    the rows and columns that the filter reads there. torch's uint8 CPU kernel (the one behind torchvision's
+    tensor `Resize`) is vectorised, and rounds as PIL does to within one level; on a GPU, whose kernel takes
+    floats only, the same op runs in float and is rounded back.
     """
     top, left, height, width = box
     step_y, step_x = (size / reduction / out for size, out in zip(original, rescaled))  # decoded px per output px
     bottom, right = top + height, left + width
     # the filter reads up to max(step, 1) pixels either side of a sample
-    rows = min(image.shape[0], math.ceil(step_y * bottom + max(step_y, 1.0)) + 1)
-    cols = min(image.shape[1], math.ceil(step_x * right + max(step_x, 1.0)) + 1)
-    source = torch.from_numpy(image[:rows, :cols]).permute(2, 0, 1).unsqueeze(0)  # channels-last: the fast path
+    rows = min(image.shape[1], math.ceil(step_y * bottom + max(step_y, 1.0)) + 1)
+    cols = min(image.shape[2], math.ceil(step_x * right + max(step_x, 1.0)) + 1)
+    source = image[:, :rows, :cols].unsqueeze(0)
+    on_cpu = source.device.type == "cpu"
     # The public F.interpolate takes an output size or scale factors, and we need both.
-    out = torch.ops.aten._upsample_bilinear2d_aa(source, [bottom, right], False, 1.0 / step_y, 1.0 / step_x)
-    return out[0, :, top:, left:]
+    out = torch.ops.aten._upsample_bilinear2d_aa(
+        source if on_cpu else source.float(), [bottom, right], False, 1.0 / step_y, 1.0 / step_x
+    )[0, :, top:, left:]
+    return out if on_cpu else out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def hwc_tensor(image: np.ndarray) -> torch.Tensor:
+    """A decoded (H, W, 3) array as a (3, H, W) tensor view: channels-last in memory, the CPU kernel's fast path."""
+    return torch.from_numpy(image).permute(2, 0, 1)
+
+
+def cut_view(image: torch.Tensor, reduction: int, original: tuple[int, int], params: CropParams) -> torch.Tensor:
+    """The (3, 224, 224) uint8 view that `params` describe, cut from `image` (see `resized_region`)."""
+    rescaled = rescaled_size(*original, params.scale)
+    crop = resized_region(image, reduction, original, rescaled, (params.top, params.left, CROP, CROP))
+    return crop.flip(-1) if params.flip else crop
 
 
 def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, path: str = "<bytes>") -> torch.Tensor:
@@ -95,9 +112,12 @@ def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, p
     height, width = image_size(data, path)
     params = sample_crop(height, width, scale, rng)
     image, reduction = decode_reduced(data, min_side=params.scale, path=path)
-    rescaled = rescaled_size(height, width, params.scale)
-    crop = resized_region(image, reduction, (height, width), rescaled, (params.top, params.left, CROP, CROP))
-    return crop.flip(-1) if params.flip else crop
+    return cut_view(hwc_tensor(image), reduction, (height, width), params)
+
+
+def center_crop_params(height: int, width: int, side: int) -> CropParams:
+    """The validation view: the centre 224 crop of the image rescaled to shorter side Q = `side`."""
+    return CropParams(side, *center_offset(rescaled_size(height, width, side)), flip=False)
 
 
 def center_offset(size: tuple[int, int], crop: int = CROP) -> tuple[int, int]:
@@ -110,6 +130,7 @@ def rescale_many(data: bytes, sides, center_crop: int | None = None, path: str =
     to shorter side Q, optionally centre-cropped. The file is decoded once, large enough for the largest Q."""
     height, width = image_size(data, path)
     image, reduction = decode_reduced(data, min_side=max(sides), path=path)
+    image = hwc_tensor(image)
     views = []
     for side in sides:
         rescaled = rescaled_size(height, width, side)
