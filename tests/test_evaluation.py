@@ -87,6 +87,19 @@ class StubNet(torch.nn.Module):
         return self.score_map(x).mean(dim=(2, 3))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_dense_in_bf16_channels_last_stays_close_to_fp32_on_gpu():
+    torch.manual_seed(0)
+    net = build_vgg("D", num_classes=CLASSES, width=0.25, init="xavier").cuda().eval()
+    x = torch.randn(2, 3, 256, 320, device="cuda")
+    with torch.no_grad():
+        exact = dense_posterior(net, x)
+        net.to(memory_format=torch.channels_last)
+        with torch.autocast("cuda", torch.bfloat16):
+            fast = dense_posterior(net, x.contiguous(memory_format=torch.channels_last))
+    assert fast.dtype == torch.float32 and (fast - exact).abs().max() < 2e-2
+
+
 def test_multicrop_is_a_5x5_grid_with_flips_150_views_over_3_scales():
     x = torch.arange(2 * 3 * 256 * 300, dtype=torch.float32).view(2, 3, 256, 300)
     views = multicrop_views(x)

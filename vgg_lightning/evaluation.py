@@ -49,7 +49,8 @@ def center_posterior(net: VGG, x: torch.Tensor, crop_batch: int = DEFAULT_CROP_B
 
 
 def dense_posterior(net: VGG, x: torch.Tensor, crop_batch: int = DEFAULT_CROP_BATCH) -> torch.Tensor:
-    scores = net.score_map(torch.cat([x, x.flip(-1)])).mean(dim=(2, 3)).softmax(1)
+    # one pass over each image and its flip; averaged in float32, as bf16 autocast leaves the map in bf16
+    scores = net.score_map(torch.cat([x, x.flip(-1)])).float().mean(dim=(2, 3)).softmax(1)
     original, flipped = scores.chunk(2)
     return (original + flipped) / 2
 
