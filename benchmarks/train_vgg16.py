@@ -87,7 +87,7 @@ def main() -> None:
     net = build_vgg(args.config, width=args.width, init="xavier").to(device, memory_format=torch.channels_last)
     if cuda and not args.no_compile:
         net.forward = torch.compile(net.forward)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, fused=cuda or None)  # as optim.fused=auto
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
     step = make_step(net, optimizer, autocast)
 

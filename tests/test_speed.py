@@ -99,3 +99,25 @@ def test_compile_and_channels_last_equal_eager_on_gpu():
     GPUSpeedups(channels_last=True, compile=True).setup(None, Holder(net), "fit")
     with torch.no_grad():
         torch.testing.assert_close(net(x), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_sgd_is_a_switch_and_the_same_update(fused):
+    from vgg_lightning.module import VGGClassifier
+
+    optim = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
+    torch.manual_seed(0)
+    reference = VGGClassifier({"config": "A", "width": 0.0625, "init": "xavier"}, optim, num_classes=4)
+    module = VGGClassifier({"config": "A", "width": 0.0625, "init": "xavier"}, {**optim, "fused": fused}, num_classes=4)
+    module.load_state_dict(reference.state_dict())
+    optimizers = [m.configure_optimizers()["optimizer"] for m in (reference, module)]
+    assert optimizers[1].defaults["fused"] is (True if fused else None)
+    assert optimizers[0].defaults["fused"] is (True if torch.cuda.is_available() else None)  # auto
+    for step in range(3):
+        x, y = torch.randn(2, 3, 224, 224), torch.tensor([step % 4, 1])
+        for m, optimizer in zip((reference, module), optimizers):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(m.net.eval()(x), y).backward()
+            optimizer.step()
+    for a, b in zip(reference.parameters(), module.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
