@@ -222,6 +222,19 @@ def test_skip_finishes_the_epoch_counts_and_warns_once(folder_with_a_truncated_f
     assert len(warnings) == 1 and "data.on_corrupt=error" in warnings[0]
 
 
+def test_a_batch_of_only_unreadable_files_is_skipped_and_counted(folder_with_a_truncated_file):
+    from vgg_lightning.module import VGGClassifier
+
+    dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="skip")
+    broken = next(i for i, (path, _) in enumerate(dataset.samples) if path.endswith("broken.JPEG"))
+    batch = collate([dataset[(0, broken)]])
+    assert set(batch) == {"skipped"} and int(batch["skipped"]) == 1
+    optim = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
+    module = VGGClassifier({"config": "A", "width": 0.0625}, optim, num_classes=2)
+    assert module.training_step(batch, 0) is None and module.validation_step(batch, 0) is None
+    assert int(module.skipped_images.compute()) == 1
+
+
 def test_error_stops_naming_the_file(folder_with_a_truncated_file):
     dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="error")
     broken = next(i for i, (path, _) in enumerate(dataset.samples) if path.endswith("broken.JPEG"))

@@ -79,8 +79,10 @@ class VGGClassifier(L.LightningModule):
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=not training, batch_size=size)
         return loss
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self._log_skipped(batch)
+        if not len(batch.get("label", ())):  # every file of a (tiny) batch unreadable: Lightning skips the step
+            return None
         return self._step(batch, "train", self.train_metrics)
 
     def _log_skipped(self, batch: dict) -> None:
@@ -91,7 +93,8 @@ class VGGClassifier(L.LightningModule):
             self.log("train/skipped_images", self.skipped_images, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_metrics)
+        if len(batch.get("label", ())):
+            self._step(batch, "val", self.val_metrics)
 
     def configure_optimizers(self):
         optim = self.hparams.optim
