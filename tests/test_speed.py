@@ -12,6 +12,7 @@ from vgg_lightning.models import build_vgg, flops_per_image
 from vgg_lightning.models.vgg import FC_WIDTH, _counted_flops
 from vgg_lightning.speed import GPUSpeedups, default_precision, peak_flops, train_flops_per_image
 
+OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -105,7 +106,7 @@ def test_compile_and_channels_last_equal_eager_on_gpu():
 def test_fused_sgd_is_a_switch_and_the_same_update(fused):
     from vgg_lightning.module import VGGClassifier
 
-    optim = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
+    optim = OPTIM
     torch.manual_seed(0)
     reference = VGGClassifier({"config": "A", "width": 0.0625, "init": "xavier"}, optim, num_classes=4)
     module = VGGClassifier({"config": "A", "width": 0.0625, "init": "xavier"}, {**optim, "fused": fused}, num_classes=4)
@@ -121,3 +122,16 @@ def test_fused_sgd_is_a_switch_and_the_same_update(fused):
             optimizer.step()
     for a, b in zip(reference.parameters(), module.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mfu_unknown_is_said_at_train_start_without_a_known_peak(caplog):
+    import logging
+
+    from vgg_lightning.callbacks import ImagesPerSecond
+    from vgg_lightning.module import VGGClassifier
+
+    if torch.cuda.is_available():
+        pytest.skip("a CPU run")
+    with caplog.at_level(logging.INFO, logger="vgg_lightning.callbacks"):
+        ImagesPerSecond().on_train_start(None, VGGClassifier({"config": "A", "width": 0.0625}, OPTIM, num_classes=2))
+    assert "MFU unknown: no dense bf16 peak known for the CPU" in caplog.text

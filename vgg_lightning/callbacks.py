@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning as L
+import torch
 
 from .speed import peak_flops, train_flops_per_image
+
+log = logging.getLogger(__name__)
 
 
 class ImagesPerSecond(L.Callback):
@@ -21,11 +25,14 @@ class ImagesPerSecond(L.Callback):
         self._epoch_start = self._window_start = time.perf_counter()
         self._images = 0
 
-    # a run resumed mid-epoch starts without on_train_epoch_start
-    on_train_start = on_train_epoch_start
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts without that hook
+        if peak_flops(pl_module.device) is None:
+            device = torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "the CPU"
+            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._images += int(batch["label"].shape[0]) * trainer.world_size
+        self._images += len(batch.get("label", ())) * trainer.world_size
         if (batch_idx + 1) % self.window == 0:
             now = time.perf_counter()
             rate = self._images / max(now - self._window_start, 1e-9)
