@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
 
-from .decode import CorruptImageError, decode_reduced, image_size, read_bytes
+from .decode import CorruptImageError, image_size, read_bytes
 from .device_decode import DECODE_ON, decodes_on_device, empty_views, encoded_item
-from .transforms import CROP, center_crop_params, cut_view, hwc_tensor, pca_alpha, rescale_many, sample_crop
+from .transforms import CROP, center_crop_params, decode_view, pca_alpha, rescale_many, sample_crop
 
 log = logging.getLogger(__name__)
 ON_CORRUPT = ("skip", "error")
@@ -141,8 +141,7 @@ class ImageFolder(Dataset):
         params = sample_crop(*size, self.scale, rng) if self.train else center_crop_params(*size, self.test_scales[0])
         if self.decode == "device" and decodes_on_device(data):
             return encoded_item(data, size, params, path)
-        image, reduction = decode_reduced(data, min_side=params.scale, path=path)
-        return {"image": cut_view(hwc_tensor(image), reduction, size, params)}
+        return {"image": decode_view(data, size, params, path)}
 
 
 def collate(items: list[dict | None]) -> dict:

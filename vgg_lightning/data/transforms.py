@@ -107,12 +107,16 @@ def cut_view(image: torch.Tensor, reduction: int, original: tuple[int, int], par
     return crop.flip(-1) if params.flip else crop
 
 
+def decode_view(data: bytes, size: tuple[int, int], params: CropParams, path: str = "<bytes>") -> torch.Tensor:
+    """The view `params` describe of an encoded image of `size`, decoded on the CPU (DCT-reduced where it can)."""
+    image, reduction = decode_reduced(data, min_side=params.scale, path=path)
+    return cut_view(hwc_tensor(image), reduction, size, params)
+
+
 def random_crop(data: bytes, scale: tuple[int, int], rng: np.random.Generator, path: str = "<bytes>") -> torch.Tensor:
     """The training view of one encoded image: a (3, 224, 224) uint8 tensor."""
-    height, width = image_size(data, path)
-    params = sample_crop(height, width, scale, rng)
-    image, reduction = decode_reduced(data, min_side=params.scale, path=path)
-    return cut_view(hwc_tensor(image), reduction, (height, width), params)
+    size = image_size(data, path)
+    return decode_view(data, size, sample_crop(*size, scale, rng), path)
 
 
 def center_crop_params(height: int, width: int, side: int) -> CropParams:
