@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
 
 from .decode import CorruptImageError, image_size, read_bytes
-from .device_decode import DECODE_ON, decodes_on_device, empty_views, encoded_item
+from .device_decode import DECODE_ON, device_decodable_size, empty_views, encoded_item
 from .transforms import CROP, center_crop_params, decode_view, pca_alpha, rescale_many, sample_crop
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,10 @@ class ImageFolder(Dataset):
         return {"label": target, "index": index, **view}
 
     def _view(self, data: bytes, rng: np.random.Generator | None, path: str) -> dict:
-        size = image_size(data, path)
+        on_device = self.decode == "device" and device_decodable_size(data)  # one header parse either way
+        size = on_device or image_size(data, path)
         params = sample_crop(*size, self.scale, rng) if self.train else center_crop_params(*size, self.test_scales[0])
-        if self.decode == "device" and decodes_on_device(data):
+        if on_device:
             return encoded_item(data, size, params, path)
         return {"image": decode_view(data, size, params, path)}
 

@@ -27,11 +27,13 @@ DECODE_ON = ("cpu", "device")
 _DEVICE_COLORSPACES = ("YCbCr", "Gray")  # what nvjpeg decodes to RGB; the rest stays on the CPU path
 
 
-def decodes_on_device(data: bytes) -> bool:
+def device_decodable_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a JPEG that nvjpeg decodes to RGB, from its header; None for any other file."""
     try:
-        return simplejpeg.decode_jpeg_header(data)[2] in _DEVICE_COLORSPACES
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
-        return False
+        return None
+    return (height, width) if colorspace in _DEVICE_COLORSPACES else None
 
 
 def encoded_item(data: bytes, size: tuple[int, int], params: CropParams, path: str) -> dict:
