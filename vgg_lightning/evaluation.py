@@ -36,7 +36,7 @@ from .data.datasets import ImageFolder
 from .data.transforms import CROP, BatchNormalizer, center_offset, rescaled_size
 from .models.vgg import VGG
 from .module import error_metrics
-from .speed import _enabled
+from .speed import switched_on
 
 log = logging.getLogger(__name__)
 GRID = 5  # multi-crop: a 5x5 grid of crops per scale, each also flipped
@@ -269,7 +269,7 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         crop_batch=eval_cfg.crop_batch,
         num_workers=datamodule.num_workers,
         on_corrupt=datamodule.on_corrupt,
-        channels_last=_enabled(channels_last),
+        channels_last=switched_on(channels_last),
     )
     trainer.test(evaluator, verbose=False)
     return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}

@@ -13,7 +13,7 @@ from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .models import build_vgg
-from .speed import _enabled
+from .speed import switched_on
 
 log = logging.getLogger(__name__)
 BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
@@ -104,7 +104,7 @@ class VGGClassifier(L.LightningModule):
             momentum=optim["momentum"],
             weight_decay=optim["weight_decay"],
             # one kernel for the whole update: the multi-tensor default makes several passes over 138M parameters
-            fused=_enabled(optim.get("fused", "auto")) or None,
+            fused=switched_on(optim.get("fused", "auto")) or None,
         )
         scheduler = PlateauSchedule(optimizer, mode="min", factor=optim["factor"], patience=optim["patience"])
         return {

@@ -43,7 +43,7 @@ def default_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _enabled(setting) -> bool:
+def switched_on(setting) -> bool:
     """`auto` means: on where it helps, which is on a GPU."""
     return torch.cuda.is_available() if str(setting).lower() == "auto" else bool(setting)
 
@@ -53,7 +53,7 @@ class GPUSpeedups(L.Callback):
     net's forward. The net's parameters and state-dict keys stay as they are, so checkpoints do not change."""
 
     def __init__(self, channels_last=True, compile="auto") -> None:
-        self.channels_last, self.compile = _enabled(channels_last), _enabled(compile)
+        self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         net = getattr(pl_module, "net", None)
