@@ -50,7 +50,9 @@ def photo(height: int, width: int, rng: np.random.Generator) -> Image.Image:
     pixels = np.zeros((height, width, 3), np.float32) + rng.uniform(60, 190, 3)
     for cells, amplitude in ((4, 50), (16, 30), (64, 20), (256, 16), (1024, 14)):
         field = rng.normal(0, 1, (max(2, height * cells // 1024), max(2, width * cells // 1024), 3))
-        field = Image.fromarray(np.clip(field * 40 + 128, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        field = Image.fromarray(np.clip(field * 40 + 128, 0, 255).astype(np.uint8)).resize(
+            (width, height), Image.BICUBIC
+        )
         pixels += (np.asarray(field, np.float32) - 128) / 40 * amplitude
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
@@ -79,7 +81,13 @@ def reference_pipeline(scale: tuple[int, int]):
     low, high = scale
     resize = T.Resize(low) if low == high else T.RandomChoice([T.Resize(s) for s in range(low, high + 1)])
     transform = T.Compose(
-        [resize, T.RandomCrop(CROP), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(TORCHVISION_MEAN, TORCHVISION_STD)]
+        [
+            resize,
+            T.RandomCrop(CROP),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(TORCHVISION_MEAN, TORCHVISION_STD),
+        ]
     )
 
     def load(path: str) -> torch.Tensor:

@@ -43,7 +43,9 @@ def write_val_set(root: Path, count: int, classes: int, seed: int = 0) -> list[t
 
 
 def timed(evaluator: Evaluator, accelerator: str) -> tuple[float, dict]:
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     started = time.perf_counter()
     trainer.test(evaluator, verbose=False)
     return evaluator.errors["images"] / (time.perf_counter() - started), evaluator.errors

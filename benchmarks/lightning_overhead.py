@@ -14,7 +14,6 @@ import time
 import lightning as L
 import torch
 import torch.nn.functional as F
-
 from vgg_lightning.module import VGGClassifier
 
 OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
@@ -101,7 +100,9 @@ def main() -> None:
             times[name].append(run(args, batches, sync))
             print(f"repeat {repeat}: {name:9s} {args.steps * args.batch / times[name][-1]:8.1f} images/s", flush=True)
     plain, lightning = statistics.median(times["plain"]), statistics.median(times["lightning"])
-    print(f"\nVGG-{args.config} width {args.width}, batch {args.batch}, {args.steps} timed steps, {args.device}, {args.precision}")
+    print(
+        f"\nVGG-{args.config} width {args.width}, batch {args.batch}, {args.steps} timed steps, {args.device}, {args.precision}"
+    )
     print(f"plain loop: {args.steps * args.batch / plain:.1f} images/s (median of {args.repeats})")
     print(f"lightning:  {args.steps * args.batch / lightning:.1f} images/s")
     print(f"lightning overhead: {lightning / plain:.3f}x the plain loop's time per step")

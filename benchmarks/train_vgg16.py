@@ -17,9 +17,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+from vgg_lightning.speed import peak_flops, train_flops_per_image
 
 from vgg_lightning.models import build_vgg
-from vgg_lightning.speed import peak_flops, train_flops_per_image
 
 
 def make_step(net, optimizer, autocast):
@@ -87,7 +87,9 @@ def main() -> None:
     net = build_vgg(args.config, width=args.width, init="xavier").to(device, memory_format=torch.channels_last)
     if cuda and not args.no_compile:
         net.forward = torch.compile(net.forward)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, fused=cuda or None)  # as optim.fused=auto
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, fused=cuda or None
+    )  # as optim.fused=auto
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
     step = make_step(net, optimizer, autocast)
 
@@ -97,7 +99,11 @@ def main() -> None:
     rate = args.steps * args.batch / synthetic
     peak = peak_flops(device)
     name = torch.cuda.get_device_name() if cuda else "CPU"
-    mfu = f"MFU {100 * rate * train_flops_per_image(net) / peak:.0f}%" if peak else "MFU unknown (no peak for this device)"
+    mfu = (
+        f"MFU {100 * rate * train_flops_per_image(net) / peak:.0f}%"
+        if peak
+        else "MFU unknown (no peak for this device)"
+    )
     print(f"{name}: VGG-{args.config} width {args.width}, batch {args.batch}, bf16={cuda}, channels_last, "
           f"compile={cuda and not args.no_compile}")  # fmt: skip
     print(f"synthetic: {rate:.1f} images/s, {mfu}")

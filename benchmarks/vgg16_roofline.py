@@ -83,8 +83,14 @@ def layer_rows(config="D", batch=256, side=224, pad_channels=8, compiled=False) 
     rest["SGD step (fp32)"] = 5 * FP32 * params  # read param, grad, momentum; write param, momentum
     if compiled:  # Inductor peels the bias off cuDNN's conv and adds it in the ReLU's pass
         del rest["conv bias add"]
-    notes = {"conv bias add": "eager: own pass", "ReLU": "2 fwd + 3 bwd passes", "max-pool": "int64 indices",
-             "dropout": "fc6, fc7", "autocast casts": "fp32↔bf16", "SGD step (fp32)": f"{params / 1e6:.0f}M"}
+    notes = {
+        "conv bias add": "eager: own pass",
+        "ReLU": "2 fwd + 3 bwd passes",
+        "max-pool": "int64 indices",
+        "dropout": "fc6, fc7",
+        "autocast casts": "fp32↔bf16",
+        "SGD step (fp32)": f"{params / 1e6:.0f}M",
+    }
     return rows + [Row(name, notes[name], 0.0, 0.0, float(traffic)) for name, traffic in rest.items()]
 
 
@@ -149,13 +155,17 @@ def main() -> None:
     rows = layer_rows(args.config, args.batch, args.side, args.pad_channels, args.compiled)
     figures = (args.batch, args.peak, args.bandwidth, args.measured_matmul)
     mode = "compiled" if args.compiled else "eager"
-    print(f"VGG-{args.config}, batch {args.batch}, {args.side}x{args.side}, bf16, {mode}; "
-          f"{args.peak / 1e12:.0f} TFLOP/s x {args.measured_matmul:.2f}, {args.bandwidth / 1e12:.2f} TB/s\n")
+    print(
+        f"VGG-{args.config}, batch {args.batch}, {args.side}x{args.side}, bf16, {mode}; "
+        f"{args.peak / 1e12:.0f} TFLOP/s x {args.measured_matmul:.2f}, {args.bandwidth / 1e12:.2f} TB/s\n"
+    )
     print(table(rows, *figures))
     total, ideal = summary(rows, *figures), summary(rows, args.batch, args.peak, args.bandwidth, 1.0)
     print(f"\ntraining FLOPs per image: {total['train_flops_per_image'] / 1e9:.1f} G (3x forward)")
-    print(f"roofline-bound step: {total['step_s'] * 1e3:.1f} ms = {total['images_per_s']:.0f} images/s, "
-          f"MFU ceiling {100 * total['mfu']:.0f}% (GEMMs alone: {100 * total['gemm_only_mfu']:.0f}%)")
+    print(
+        f"roofline-bound step: {total['step_s'] * 1e3:.1f} ms = {total['images_per_s']:.0f} images/s, "
+        f"MFU ceiling {100 * total['mfu']:.0f}% (GEMMs alone: {100 * total['gemm_only_mfu']:.0f}%)"
+    )
     print(f"with GEMMs at 100% of peak: {ideal['images_per_s']:.0f} images/s, MFU ceiling {100 * ideal['mfu']:.0f}%")
     try:
         plot(rows, args, args.plot)

@@ -47,7 +47,9 @@ def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = 
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **popen
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
+        )
     return result
 
 

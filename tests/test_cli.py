@@ -11,14 +11,15 @@ from conftest import FAST, read_results, run_cli
 from hydra import compose, initialize_config_dir
 
 from vgg_lightning.models import CONFIGS
-from vgg_lightning.resolvers import register_resolvers
+from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
+from vgg_lightning.runtime.resolvers import register_resolvers
 
-from conftest import REPO
+register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
 
 
 def compose_cfg(*overrides: str):
     register_resolvers()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=False)
 
 
@@ -50,7 +51,14 @@ def test_unknown_model_fails_before_any_work_listing_the_choices(cli_env, tmp_pa
 
 
 def test_missing_data_root_names_the_path_and_the_fix(cli_env, tmp_path):
-    result = run_cli("data.root=/nowhere/imagenet", *FAST, f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path, check=False)
+    result = run_cli(
+        "data.root=/nowhere/imagenet",
+        *FAST,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=cli_env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode != 0
     assert "/nowhere/imagenet" in result.stderr and "data.root=" in result.stderr and "experiment=demo" in result.stderr
 
@@ -83,14 +91,29 @@ def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
     # a checkpoint of another config is refused before any work, and the run dir is left as it was
     wrong_dir = tmp_path / "wrong"
     result = run_cli(
-        "task=eval", *common, "model=D", f"ckpt_path={ckpt}", f"hydra.run.dir={wrong_dir}", env=cli_env, cwd=tmp_path, check=False
+        "task=eval",
+        *common,
+        "model=D",
+        f"ckpt_path={ckpt}",
+        f"hydra.run.dir={wrong_dir}",
+        env=cli_env,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode != 0 and "config A (this run: D)" in result.stderr and "model=A" in result.stderr
     assert not (wrong_dir / "results.json").exists()
 
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(ckpt.read_bytes()[:1000])
-    result = run_cli("task=eval", *common, f"ckpt_path={corrupt}", f"hydra.run.dir={wrong_dir}", env=cli_env, cwd=tmp_path, check=False)
+    result = run_cli(
+        "task=eval",
+        *common,
+        f"ckpt_path={corrupt}",
+        f"hydra.run.dir={wrong_dir}",
+        env=cli_env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode != 0 and "cannot read checkpoint" in result.stderr
 
 
@@ -98,7 +121,9 @@ def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root)
     weights = []
     for name in ("first", "second"):
         run_dir = tmp_path / name
-        run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)
+        run_cli(
+            "experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path
+        )
         state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
         weights.append(state)
     for key in weights[0]:

@@ -61,7 +61,7 @@ def make_folder(root, classes: dict[str, int], splits=("train", "val"), size=(40
 def test_missing_split_is_named(tmp_path):
     root = make_folder(tmp_path, {"a": 1, "b": 1}, splits=("train",))
     with pytest.raises(DataLayoutError, match=r"missing split folder '.*/val'"):
-        ImageNetDataModule(root, num_classes=None).num_classes
+        _ = ImageNetDataModule(root, num_classes=None).num_classes
 
 
 def test_wrong_class_count_names_found_and_expected(tmp_path):
@@ -70,7 +70,7 @@ def test_wrong_class_count_names_found_and_expected(tmp_path):
             (tmp_path / split / f"n{i:08d}").mkdir(parents=True)
             (tmp_path / split / f"n{i:08d}" / "x.JPEG").touch()
     with pytest.raises(DataLayoutError) as error:
-        ImageNetDataModule(str(tmp_path), num_classes=1000).num_classes
+        _ = ImageNetDataModule(str(tmp_path), num_classes=1000).num_classes
     assert "/train' has 998 class folders, expected 1000" in str(error.value)
     assert "/val' has 998 class folders, expected 1000" in str(error.value)
     assert ImageNetDataModule(str(tmp_path), num_classes=None).num_classes == 998  # data=imagefolder follows
@@ -85,16 +85,22 @@ def test_empty_class_is_named(tmp_path):
 def test_cli_refuses_a_bad_layout_before_any_work(tmp_path, cli_env):
     root = make_folder(tmp_path / "data", {"a": 1, "b": 1, "c": 1})
     run_dir = tmp_path / "run"
-    result = run_cli("data=imagenet", f"data.root={root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False)
+    result = run_cli(
+        "data=imagenet", f"data.root={root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False
+    )
     assert result.returncode != 0
-    assert "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("DataLayoutError: data root") == 1
+    assert (
+        "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("DataLayoutError: data root") == 1
+    )
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
 
 
 # -- the training scale S ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scale, low, high, test_scale", [(256, 256, 256, 256), (384, 384, 384, 384), ("jitter", 256, 512, 384)])
+@pytest.mark.parametrize(
+    "scale, low, high, test_scale", [(256, 256, 256, 256), (384, 384, 384, 384), ("jitter", 256, 512, 384)]
+)
 def test_scale_settings(scale, low, high, test_scale, tmp_path):
     module = ImageNetDataModule(str(tmp_path), scale=scale)
     assert module.train_scale == (low, high) and module.test_scale == test_scale
@@ -214,7 +220,9 @@ def folder_with_a_truncated_file(tmp_path):
 
 def test_skip_finishes_the_epoch_counts_and_warns_once(folder_with_a_truncated_file, caplog):
     dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="skip")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate, sampler=[(e, i) for e in range(2) for i in range(7)])
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=4, collate_fn=collate, sampler=[(e, i) for e in range(2) for i in range(7)]
+    )
     with caplog.at_level(logging.WARNING):
         batches = list(loader)
     assert sum(len(b["label"]) for b in batches) == 12 and sum(int(b["skipped"]) for b in batches) == 2  # 2 epochs
@@ -223,7 +231,7 @@ def test_skip_finishes_the_epoch_counts_and_warns_once(folder_with_a_truncated_f
 
 
 def test_a_batch_of_only_unreadable_files_is_skipped_and_counted(folder_with_a_truncated_file):
-    from vgg_lightning.module import VGGClassifier
+    from vgg_lightning.training.module import VGGClassifier
 
     dataset = ImageFolder(folder_with_a_truncated_file, "train", train=True, on_corrupt="skip")
     broken = next(i for i, (path, _) in enumerate(dataset.samples) if path.endswith("broken.JPEG"))
@@ -276,7 +284,10 @@ def test_device_decode_gives_the_views_the_workers_give(mixed_folder, split):
     expected = by_index(collate([on_cpu[k] for k in keys]))
     encoded = collate([on_device[k] for k in keys])
     assert len(encoded["jpeg"]) == len(keys) - 2  # CMYK and PNG were decoded by the worker
-    assert sorted(Path(p).name for p in encoded["jpeg_path"]) == ["0.JPEG"] * 2 + ["1.JPEG"] * 2 + ["2.JPEG"] * 2 + ["gray.JPEG", "large.JPEG"]
+    assert sorted(Path(p).name for p in encoded["jpeg_path"]) == ["0.JPEG"] * 2 + ["1.JPEG"] * 2 + ["2.JPEG"] * 2 + [
+        "gray.JPEG",
+        "large.JPEG",
+    ]
     got = by_index(decode_batch(encoded, torch.device("cpu"), on_bad_file=None))
     assert got.keys() == expected.keys() and torch.equal(got["label"], expected["label"])
     if train:  # the same draws: crop, flip and colour shift
@@ -334,7 +345,9 @@ def test_check_command_lists_every_bad_file_with_its_reason(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     listed = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
-    assert sorted(listed) == sorted(str(tmp_path / "train" / p) for p in ("a/truncated.JPEG", "b/text.JPEG", "b/empty.JPEG"))
+    assert sorted(listed) == sorted(
+        str(tmp_path / "train" / p) for p in ("a/truncated.JPEG", "b/text.JPEG", "b/empty.JPEG")
+    )
     assert listed[str(tmp_path / "train" / "b" / "empty.JPEG")] == "empty file"
     assert "truncated" in listed[str(tmp_path / "train" / "a" / "truncated.JPEG")].lower()
     assert "3 of 8 files could not be decoded" in result.stderr

@@ -32,7 +32,15 @@ def state(run_dir):
 def test_two_process_ddp_equals_one_process(cli_env, tmp_path, demo_root):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     run_cli(*RUN, f"data.root={demo_root}", f"hydra.run.dir={single}", env=cli_env, cwd=tmp_path)
-    run_cli(*RUN, f"data.root={demo_root}", "trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={ddp}", env=cli_env, cwd=tmp_path)
+    run_cli(
+        *RUN,
+        f"data.root={demo_root}",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        f"hydra.run.dir={ddp}",
+        env=cli_env,
+        cwd=tmp_path,
+    )
 
     one, two = state(single), state(ddp)
     worst = max((one[k] - two[k]).abs().max().item() for k in one)

@@ -11,16 +11,12 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from vgg_lightning.evaluate import TORCHVISION_FILES, load_nets, torchvision_path
-from vgg_lightning.evaluation import (
-    Evaluator,
-    ShapeBatchSampler,
-    dense_posterior,
-    multicrop_views,
-    posterior,
-)
-from vgg_lightning.models import build_vgg, to_torchvision
-from vgg_lightning.module import VGGClassifier
+from vgg_lightning.evaluation.evaluator import Evaluator
+from vgg_lightning.evaluation.loader import ShapeBatchSampler
+from vgg_lightning.evaluation.protocols import dense_posterior, multicrop_views, posterior
+from vgg_lightning.evaluation.task import load_nets
+from vgg_lightning.models import TORCHVISION, build_vgg, to_torchvision, torchvision_weights_path
+from vgg_lightning.training.module import VGGClassifier
 
 CLASSES = 5
 
@@ -166,12 +162,16 @@ def test_bucketed_batches_equal_one_image_at_a_time_and_the_errors_count_every_i
     grouped = posteriors_by_index(batched)
     alone = posteriors_by_index(Evaluator([net], image_folder, "dense", scales=[224, 256], batch_size=1))
     assert sorted(grouped) == sorted(alone) == list(range(8))
-    nhwc = posteriors_by_index(Evaluator([narrow()], image_folder, "dense", scales=[224, 256], batch_size=3, channels_last=True))
+    nhwc = posteriors_by_index(
+        Evaluator([narrow()], image_folder, "dense", scales=[224, 256], batch_size=3, channels_last=True)
+    )
     for index in alone:
         torch.testing.assert_close(grouped[index], alone[index], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(nhwc[index], alone[index], rtol=1e-4, atol=1e-6)
 
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.test(batched, verbose=False)
     labels = torch.tensor(batched.dataset.folder.targets)
     probs = torch.stack([alone[i] for i in range(8)])
@@ -181,7 +181,9 @@ def test_bucketed_batches_equal_one_image_at_a_time_and_the_errors_count_every_i
 
 
 def checkpoint(path, config: str, seed: int) -> str:
-    module = VGGClassifier({"config": config, "width": 0.0625, "init": "xavier"}, {}, num_classes=CLASSES, train_scale=256)
+    module = VGGClassifier(
+        {"config": config, "width": 0.0625, "init": "xavier"}, {}, num_classes=CLASSES, train_scale=256
+    )
     torch.manual_seed(seed)
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return str(path)
@@ -215,11 +217,11 @@ def test_torchvision_weights_come_from_the_hub_cache_or_a_file_never_a_download(
     with pytest.raises(ValueError, match="data.normalize=torchvision"):
         load_nets(eval_cfg(weights="torchvision"), CLASSES)
 
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / TORCHVISION_FILES["A"]
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / TORCHVISION["A"].file
     cached.parent.mkdir(parents=True)
     source = narrow("A")
     torch.save(to_torchvision(source), cached)
-    assert torchvision_path("A", None) == str(cached)
+    assert torchvision_weights_path("A", None) == str(cached)
     (net,), _, (found,) = load_nets(cfg, CLASSES)
     assert found == str(cached) and net.config == "A"
     x = torch.randn(1, 3, 224, 224)
@@ -228,6 +230,8 @@ def test_torchvision_weights_come_from_the_hub_cache_or_a_file_never_a_download(
 
     elsewhere = tmp_path / "mine.pth"
     os.replace(cached, elsewhere)
-    assert load_nets(eval_cfg(weights="torchvision", weights_path=str(elsewhere), data={"normalize": "torchvision"}), CLASSES)[2] == [str(elsewhere)]
+    assert load_nets(
+        eval_cfg(weights="torchvision", weights_path=str(elsewhere), data={"normalize": "torchvision"}), CLASSES
+    )[2] == [str(elsewhere)]
     with pytest.raises(ValueError, match="model=A, B, D or E"):
-        torchvision_path("C", None)
+        torchvision_weights_path("C", None)

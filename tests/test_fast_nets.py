@@ -233,7 +233,16 @@ def test_demo_trains_each_fast_net(cli_env, tmp_path, demo_root):
     (one interpreter start instead of three keeps the test quick)."""
     names = [name for name, _ in NAMES]
     sweep = tmp_path / "runs"
-    run_cli("-m", "experiment=demo", f"model={','.join(names)}", f"data.root={demo_root}", *FAST, f"hydra.sweep.dir={sweep}", env=cli_env, cwd=tmp_path)
+    run_cli(
+        "-m",
+        "experiment=demo",
+        f"model={','.join(names)}",
+        f"data.root={demo_root}",
+        *FAST,
+        f"hydra.sweep.dir={sweep}",
+        env=cli_env,
+        cwd=tmp_path,
+    )
     runs = {read_results(path.parent)["config"]: path.parent for path in sweep.glob("*/results.json")}
     assert sorted(runs) == sorted(names)
     for name, run_dir in runs.items():

@@ -50,7 +50,16 @@ def make_archives(source) -> None:
     val = {f"ILSVRC2012_val_{i + 1:08d}.JPEG": _jpeg(100 + i) for i in range(len(VAL_LABELS))}
     (source / ARCHIVES["val"]).write_bytes(_tar_bytes(val))
 
-    fields = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images")
+    fields = (
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    )
     rows = [(i, wnid, words, "a gloss", 0, np.zeros(0), 0, 2) for i, wnid, words in LEAVES]
     rows.append((4, "n00015388", "animal", "a parent", 3, np.array([1, 2, 3]), 1, 0))
     meta = io.BytesIO()

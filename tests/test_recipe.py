@@ -9,16 +9,16 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from conftest import REPO
 from test_cli import compose_cfg
+from torch.utils.data import DataLoader
 
 from vgg_lightning import paper
 from vgg_lightning.data.datamodule import ImageNetDataModule, batch_plan
 from vgg_lightning.models import build_vgg
 from vgg_lightning.models.warm_start import WARM_START_LAYERS, WarmStartError, warm_start
-from vgg_lightning.module import VGGClassifier
-from vgg_lightning.train import accumulate_to_global_batch
+from vgg_lightning.training.module import VGGClassifier
+from vgg_lightning.training.task import accumulate_to_global_batch
 
 WIDTH = 0.0625
 
@@ -45,7 +45,9 @@ def test_the_trainer_accumulates_what_the_devices_cannot_hold(demo_root):
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     assert accumulate_to_global_batch(trainer, datamodule) == 4 and trainer.accumulate_grad_batches == 4
     assert datamodule.per_device_batch() == 2  # the loader's batch: 2 images x 4 steps = 8
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, accumulate_grad_batches=2)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, accumulate_grad_batches=2
+    )
     with pytest.raises(ValueError, match="data.max_device_batch"):
         accumulate_to_global_batch(trainer, datamodule)
 
@@ -96,9 +98,17 @@ def test_plateau_divides_the_lr_by_10_three_times_then_stops():
 def checkpoint_of(net, classes: int | None = None) -> dict:
     """What a VGGClassifier checkpoint holds, as torch.load gives it."""
     return {
-        "hyper_parameters": {"model": {"config": net.config, "width": net.width}, "num_classes": classes or net.num_classes},
+        "hyper_parameters": {
+            "model": {"config": net.config, "width": net.width},
+            "num_classes": classes or net.num_classes,
+        },
         "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
     }
+
+
+def warm_start_from(target, source):
+    """warm_start as the training task calls it, with a trained net's state dict and spec."""
+    return warm_start(target, source.state_dict(), source.spec())
 
 
 def weights(net) -> dict[str, torch.Tensor]:
@@ -111,7 +121,7 @@ def test_warm_start_copies_exactly_the_documented_layers_from_A(config):
     a = build_vgg("A", num_classes=4, width=WIDTH, init="xavier")
     deep = build_vgg(config, num_classes=4, width=WIDTH)
     before = weights(deep)
-    mapping = warm_start(deep, checkpoint_of(a))
+    mapping = warm_start_from(deep, a)
     assert list(mapping) == list(WARM_START_LAYERS) and all(k == v for k, v in mapping.items())
     source, after = weights(a), weights(deep)
     for name in after:
@@ -122,7 +132,7 @@ def test_warm_start_copies_exactly_the_documented_layers_from_A(config):
 
 def test_warm_start_from_the_same_config_copies_everything():
     d384, d256 = build_vgg("D", num_classes=4, width=WIDTH), build_vgg("D", num_classes=4, width=WIDTH, init="xavier")
-    mapping = warm_start(d384, checkpoint_of(d256))
+    mapping = warm_start_from(d384, d256)
     assert len(mapping) == 16  # 13 convs + 3 FC
     for name, weight in weights(d384).items():
         torch.testing.assert_close(weight, weights(d256)[name], rtol=0, atol=0)
@@ -132,9 +142,9 @@ def test_a_checkpoint_that_does_not_fit_names_the_layer_and_why():
     e = build_vgg("E", num_classes=4, width=WIDTH)
     before = weights(e)
     with pytest.raises(WarmStartError, match=r"conv1_1 of config E .* \(4, 3, 3, 3\).*model.width=0.125"):
-        warm_start(e, checkpoint_of(build_vgg("A", num_classes=4, width=0.125)))
+        warm_start_from(e, build_vgg("A", num_classes=4, width=0.125))
     with pytest.raises(WarmStartError, match="fc8 .*trained on 8 classes, this run has 4"):
-        warm_start(e, checkpoint_of(build_vgg("A", num_classes=8, width=WIDTH)))
+        warm_start_from(e, build_vgg("A", num_classes=8, width=WIDTH))
     for name, weight in weights(e).items():  # checked before anything is copied
         torch.testing.assert_close(weight, before[name], rtol=0, atol=0)
 
@@ -182,7 +192,7 @@ def test_warm_start_makes_a_deep_net_learn_where_the_papers_gaussian_does_not():
     xavier = losses(narrow("E", "xavier"), 10)
     assert xavier[-1] < chance - 0.015 and xavier[-1] < min(xavier[:-1]), xavier
     warm = narrow("E", "xavier")
-    warm_start(warm, checkpoint_of(a))
+    warm_start_from(warm, a)
     started = losses(warm, 5)
     assert started[-1] < 0.5 and started[-1] < xavier[4] - 0.1, (started, xavier)
 

@@ -15,9 +15,14 @@ from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from vgg_lightning import paper, report
-from vgg_lightning.resolvers import register_resolvers
-from vgg_lightning.tracking import RUN_ID_FILE
+from vgg_lightning import paper
+from vgg_lightning.report import cli as report
+from vgg_lightning.report.runs import training_curve
+from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
+from vgg_lightning.runtime.resolvers import register_resolvers
+from vgg_lightning.tracking.runs import RUN_ID_FILE
+
+register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
 
 
 def write_results(run_dir, **fields) -> None:
@@ -31,10 +36,21 @@ def write_results(run_dir, **fields) -> None:
 def runs(tmp_path):
     """A plan's folder: a Table 3 row, a Table 4 row, two runs of a depth sweep, a demo run with a CSV log."""
     plan = tmp_path / "plan"
-    write_results(plan / "D_jitter", config="D", train_scale=[256, 512], test_scales=[384], top1_error=26.0, top5_error=8.4)
-    write_results(plan / "D_multi", config="D", train_scale=[256, 512], test_scales=[256, 384, 512], top1_error=25.0, top5_error=7.4)
+    write_results(
+        plan / "D_jitter", config="D", train_scale=[256, 512], test_scales=[384], top1_error=26.0, top5_error=8.4
+    )
+    write_results(
+        plan / "D_multi",
+        config="D",
+        train_scale=[256, 512],
+        test_scales=[256, 384, 512],
+        top1_error=25.0,
+        top5_error=7.4,
+    )
     for config, top1 in (("A", 30.0), ("E", 27.5)):
-        write_results(plan / "depth" / config, config=config, train_scale=256, test_scales=[256], top1_error=top1, top5_error=10.0)
+        write_results(
+            plan / "depth" / config, config=config, train_scale=256, test_scales=[256], top1_error=top1, top5_error=10.0
+        )
     demo = plan / "demo"
     write_results(demo, task="train", config="A", dataset="demo", num_classes=8, train_scale=256, test_scales=[256],
                   protocol="center", top1_error=7.81, top5_error=0.0)  # fmt: skip
@@ -69,7 +85,19 @@ def test_table_matches_paper_rows_and_keeps_the_others(runs, tmp_path, capsys):
     written = (out / "report.md").read_text()
     for text in (printed, written):
         jitter = table_row(text, "plan/D_jitter")
-        assert jitter[2:] == ["D", "[256;512]", "384", "dense", "Table 3", "25.6", "8.1", "26.00", "8.40", "+0.40", "+0.30"]
+        assert jitter[2:] == [
+            "D",
+            "[256;512]",
+            "384",
+            "dense",
+            "Table 3",
+            "25.6",
+            "8.1",
+            "26.00",
+            "8.40",
+            "+0.40",
+            "+0.30",
+        ]
         multi = table_row(text, "plan/D_multi")
         assert multi[4:7] == ["256,384,512", "dense", "Table 4"] and multi[-2:] == ["+0.20", "-0.10"]
         demo = table_row(text, "plan/demo")
@@ -89,10 +117,10 @@ def test_plots_are_pngs_a_person_can_read(runs, tmp_path):
 
 
 def test_training_curve_comes_from_the_csv_log(runs):
-    curve = report.training_curve(runs / "demo")
+    curve = training_curve(runs / "demo")
     assert [curve[s]["val/top1_error"] for s in sorted(curve) if "val/top1_error" in curve[s]] == [87.5, 56.3, 28.6]
     assert curve[71]["train/loss_epoch"] == 0.9 and curve[9]["train/loss_step"] == 2.1
-    assert report.training_curve(runs / "D_jitter") == {}
+    assert training_curve(runs / "D_jitter") == {}
 
 
 def test_never_overwrites_a_report(runs, tmp_path, monkeypatch):
@@ -124,7 +152,7 @@ def test_wandb_report_offline_says_what_it_would_create(runs, tmp_path, monkeypa
 
 def test_sweep_files_compose():
     register_resolvers()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
         params = {
             name: compose("config", overrides=[f"+sweep={name}"], return_hydra_config=True).hydra
             for name in ("depth", "scale", "table3")
@@ -136,7 +164,12 @@ def test_sweep_files_compose():
     assert params["scale"].sweeper.params == {"data.scale": "256,384,jitter"}
     rows = [name.strip() for name in params["table3"].sweeper.params.experiment.split(",")]
     assert sorted(rows) == sorted(f"table3/{row.name}" for row in paper.TABLE_3)
-    assert rows.index("table3/A_S256") < rows.index("table3/D_S256") < rows.index("table3/D_S384") < rows.index("table3/D_jitter")
+    assert (
+        rows.index("table3/A_S256")
+        < rows.index("table3/D_S256")
+        < rows.index("table3/D_S384")
+        < rows.index("table3/D_jitter")
+    )
     spec = yaml.safe_load((REPO / "sweeps" / "wandb_depth.yaml").read_text())  # W&B's macros are not OmegaConf's
     assert spec["parameters"]["model"]["values"] == ["A", "B", "C", "D", "E"]
     assert spec["command"] == ["${env}", "python", "-m", "vgg_lightning", "${args_no_hyphens}"]
@@ -147,7 +180,7 @@ def test_table3_sweep_wires_the_papers_warm_starts():
     register_resolvers()
     setup_globals()  # Hydra's own resolvers (`now`), which a job has and compose() alone does not register
     starts = {}
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
         for row in ("A_S256", "B_S256", "E_S384", "D_jitter"):
             cfg = compose("config", overrides=["+sweep=table3", f"experiment=table3/{row}"], return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)  # what `${hydra:...}` reads inside a job
@@ -165,7 +198,9 @@ def test_table3_sweep_wires_the_papers_warm_starts():
 def test_report_on_a_real_sweep(tmp_path_factory, demo_root, tmp_path):
     sweep = demo_sweep(tmp_path_factory, demo_root)
     out = tmp_path / "report"
-    result = run_cli(str(sweep), "--out", str(out), module="vgg_lightning.report", env=wandb_env(tmp_path), cwd=tmp_path)
+    result = run_cli(
+        str(sweep), "--out", str(out), module="vgg_lightning.report", env=wandb_env(tmp_path), cwd=tmp_path
+    )
     assert table_row(result.stdout, "depth-sweep/0")[1:3] == ["demo", "A"]
     assert table_row(result.stdout, "depth-sweep/1")[1:3] == ["demo", "B"]
     png_size(out / "error_vs_depth.png")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import read_results, run_cli
 
-from vgg_lightning import reproduce
+from vgg_lightning import paper, reproduce
 from vgg_lightning.reproduce import command, plan
 
 TABLE_3_ORDER = [
@@ -21,15 +21,15 @@ TABLE_3_ORDER = [
 
 
 def names(rows) -> list[str]:
-    return [reproduce.key(row) for row in rows]
+    return [paper.key(row) for row in rows]
 
 
 def test_table3_runs_in_warm_start_order():
     assert names(plan("table3")) == [f"table3/{name}" for name in TABLE_3_ORDER]
     for row in plan("table3"):
-        parents = reproduce.sources(row)
+        parents = paper.sources(row)
         for parent in parents:  # every parent runs before its children
-            assert names(plan("table3")).index(reproduce.key(parent)) < names(plan("table3")).index(reproduce.key(row))
+            assert names(plan("table3")).index(paper.key(parent)) < names(plan("table3")).index(paper.key(row))
 
 
 def test_a_few_rows_bring_what_they_need():
@@ -42,7 +42,7 @@ def test_a_few_rows_bring_what_they_need():
 
 
 def test_commands_wire_each_row_to_its_parents_checkpoint():
-    rows = {reproduce.key(row): row for row in plan("all")}
+    rows = {paper.key(row): row for row in plan("all")}
     assert command(rows["table3/A_S256"], "out", []) == [
         "python", "-m", "vgg_lightning", "experiment=table3/A_S256", "hydra.run.dir=out/table3/A_S256", "ckpt_path=last"
     ]  # fmt: skip
@@ -51,7 +51,10 @@ def test_commands_wire_each_row_to_its_parents_checkpoint():
         "trainer.devices=4",
     ]
     assert command(rows["table4/C_S384"], "out", [])[-1] == "ckpt_path=out/table3/C_S384/checkpoints/last.ckpt"
-    assert command(rows["table5/E_dense_multicrop"], "out", [])[-1] == "ckpt_path=out/table3/E_jitter/checkpoints/last.ckpt"
+    assert (
+        command(rows["table5/E_dense_multicrop"], "out", [])[-1]
+        == "ckpt_path=out/table3/E_jitter/checkpoints/last.ckpt"
+    )
     assert command(rows["table6/DE_multicrop"], "out", [])[-1] == (
         "eval.ensemble=[out/table3/D_jitter/checkpoints/last.ckpt,out/table3/E_jitter/checkpoints/last.ckpt]"
     )

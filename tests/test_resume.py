@@ -6,13 +6,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import run_cli
 
-import lightning as L
-
-from vgg_lightning.checkpointing import AtomicCheckpointIO, PreemptibleCheckpoint
+from vgg_lightning.runtime.saving import AtomicCheckpointIO, PreemptibleCheckpoint
 
 HELPERS = str(Path(__file__).parent / "helpers")
 
@@ -71,7 +70,15 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cli_env, tmp_path,
 def test_resume_with_no_checkpoint_starts_fresh_and_says_so(cli_env, tmp_path, demo_root):
     from conftest import FAST
 
-    result = run_cli("experiment=demo", f"data.root={demo_root}", *FAST, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path)
+    result = run_cli(
+        "experiment=demo",
+        f"data.root={demo_root}",
+        *FAST,
+        "ckpt_path=last",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=cli_env,
+        cwd=tmp_path,
+    )
     assert "no checkpoint" in result.stdout + result.stderr and "starting fresh" in result.stdout + result.stderr
     assert (tmp_path / "run" / "results.json").exists()
 
@@ -113,7 +120,9 @@ class WorseningNet(L.LightningModule):
 def test_last_ckpt_is_the_last_state_even_when_the_epoch_did_not_improve(tmp_path):
     checkpoint = PreemptibleCheckpoint(dirpath=tmp_path, monitor="val/top1_error", mode="min", save_last=True)
     data = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=4)
-    trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(WorseningNet(), data, data)
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert (last["epoch"], last["global_step"]) == (2, 6)  # Lightning alone would leave epoch 0's state here

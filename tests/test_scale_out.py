@@ -12,8 +12,8 @@ from conftest import REPO, read_results, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgg_lightning.launch import external_launcher, rank_consistent_overrides
-from vgg_lightning.resolvers import register_resolvers
+from vgg_lightning.runtime.launch import external_launcher, rank_consistent_overrides
+from vgg_lightning.runtime.resolvers import register_resolvers
 
 
 def test_torchrun_ranks_share_one_run_dir_and_only_rank_0_writes_the_config():
@@ -51,9 +51,19 @@ def test_external_launcher_detection():
 
 
 def test_multirun_with_lightning_spawned_ddp_is_refused_before_any_work(cli_env, tmp_path):
-    result = run_cli("-m", "model=A,B", "trainer.devices=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", env=cli_env, cwd=tmp_path, check=False)
+    result = run_cli(
+        "-m",
+        "model=A,B",
+        "trainer.devices=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env=cli_env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode != 0
-    assert "trainer.devices=2" in result.stderr and "torchrun" in result.stderr and "hydra/launcher=slurm" in result.stderr
+    assert (
+        "trainer.devices=2" in result.stderr and "torchrun" in result.stderr and "hydra/launcher=slurm" in result.stderr
+    )
     assert not list((tmp_path / "sweep").glob("*/results.json"))
 
 
@@ -61,10 +71,14 @@ def test_slurm_launcher_gives_one_task_per_device_and_the_node_count():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     register_resolvers()
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", ["hydra/launcher=slurm", "trainer.devices=4", "trainer.num_nodes=2"], return_hydra_config=True)
+        cfg = compose(
+            "config", ["hydra/launcher=slurm", "trainer.devices=4", "trainer.num_nodes=2"], return_hydra_config=True
+        )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     assert launcher["_target_"].endswith("SlurmLauncher")
-    resolved = {key: OmegaConf.select(cfg, f"hydra.launcher.{key}") for key in ("tasks_per_node", "nodes", "gpus_per_node")}
+    resolved = {
+        key: OmegaConf.select(cfg, f"hydra.launcher.{key}") for key in ("tasks_per_node", "nodes", "gpus_per_node")
+    }
     assert resolved == {"tasks_per_node": 4, "nodes": 2, "gpus_per_node": 4}
 
 

@@ -10,7 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vgg_lightning.models import build_vgg, flops_per_image
 from vgg_lightning.models.vgg import FC_WIDTH, _counted_flops
-from vgg_lightning.speed import GPUSpeedups, default_precision, peak_flops, train_flops_per_image
+from vgg_lightning.runtime.speed import default_precision, peak_flops, train_flops_per_image
+from vgg_lightning.training.callbacks import GPUSpeedups
 
 OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -104,7 +105,7 @@ def test_compile_and_channels_last_equal_eager_on_gpu():
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_fused_sgd_is_a_switch_and_the_same_update(fused):
-    from vgg_lightning.module import VGGClassifier
+    from vgg_lightning.training.module import VGGClassifier
 
     optim = OPTIM
     torch.manual_seed(0)
@@ -127,11 +128,11 @@ def test_fused_sgd_is_a_switch_and_the_same_update(fused):
 def test_mfu_unknown_is_said_at_train_start_without_a_known_peak(caplog):
     import logging
 
-    from vgg_lightning.callbacks import ImagesPerSecond
-    from vgg_lightning.module import VGGClassifier
+    from vgg_lightning.training.callbacks import ImagesPerSecond
+    from vgg_lightning.training.module import VGGClassifier
 
     if torch.cuda.is_available():
         pytest.skip("a CPU run")
-    with caplog.at_level(logging.INFO, logger="vgg_lightning.callbacks"):
+    with caplog.at_level(logging.INFO, logger="vgg_lightning.training.callbacks"):
         ImagesPerSecond().on_train_start(None, VGGClassifier({"config": "A", "width": 0.0625}, OPTIM, num_classes=2))
     assert "MFU unknown: no dense bf16 peak known for the CPU" in caplog.text

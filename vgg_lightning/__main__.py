@@ -1,34 +1,31 @@
-"""`python -m vgg_lightning [overrides]`: the Hydra app. task=train (default) or task=eval."""
+"""`python -m vgg_lightning [overrides]` (or `vgg-lightning`): the Hydra app, dispatching on task=."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from .launch import check_multirun, rank_consistent_overrides
-from .resolvers import register_resolvers
-from .tracking import finish_wandb
+from .runtime.app_help import TASKS
+from .runtime.config_files import primary_config_dir, register_groups
+from .runtime.launch import check_multirun, rank_consistent_overrides
+from .runtime.resolvers import register_resolvers
+from .tracking.runs import finish_wandb
 
-TASKS = ("train", "eval")
 register_resolvers()
+register_groups()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
 def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
     check_multirun(cfg)
+    module, function, _ = TASKS[cfg.task]
     try:
-        if cfg.task == "train":
-            from .train import train
-
-            train(cfg)
-        else:
-            from .evaluate import evaluate
-
-            evaluate(cfg)
+        return getattr(importlib.import_module(module), function)(cfg)
     finally:
         finish_wandb()
 

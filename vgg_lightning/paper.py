@@ -7,6 +7,7 @@ is an int (fixed S) or the tuple (256, 512) for scale jittering; test scales are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 # Sec. 2.1: the only preprocessing is subtracting the training set's mean RGB, on the 0-255 scale.
 MEAN_RGB = (123.68, 116.779, 103.939)
@@ -107,9 +108,6 @@ SUBMISSION_7_NETS = (24.7, 7.5)
 
 TABLES = {3: TABLE_3, 4: TABLE_4, 5: TABLE_5, 6: TABLE_6}
 
-# Reference points outside the paper: torchvision's weights, top-1 / top-5 *accuracy* at centre crop 224.
-TORCHVISION_ACCURACY = {"A": (69.02, 88.63), "B": (69.93, 89.25), "D": (71.59, 90.38), "E": (72.38, 90.88)}
-
 
 def row(experiment: str) -> Row:
     """'table3/D_jitter' -> its Row; a KeyError naming the choices otherwise."""
@@ -174,3 +172,54 @@ TABLE_7 = (
     StateOfTheArt("Krizhevsky et al.", 2012, 5, 38.1, 16.4, 16.4),
     StateOfTheArt("Krizhevsky et al.", 2012, 1, 40.7, 18.2, None),
 )
+
+
+def format_scale(scale) -> str:
+    """A training scale as the paper writes it: 256 -> '256', (256, 512) -> '[256;512]' (jittered S); None -> '–'."""
+    if isinstance(scale, (list, tuple)):
+        return f"[{scale[0]};{scale[1]}]"
+    return "–" if scale is None else str(scale)
+
+
+def format_test_scales(scales) -> str:
+    """Q as the paper's tables list them: (224, 256, 288) -> '224,256,288'."""
+    return ",".join(str(q) for q in scales) if isinstance(scales, (list, tuple)) else str(scales)
+
+
+# -- the warm-start lineage of Sec. 3.1: which row's net each row starts from (or tests) ---------------------
+def key(row: Row) -> str:
+    """'table3/D_jitter': the row's experiment name."""
+    return f"table{row.table}/{row.name}"
+
+
+def _table3(config: str, train_scale) -> Row:
+    return next(r for r in TABLE_3 if (r.config, r.train_scale) == (config, train_scale))
+
+
+def sources(row: Row) -> tuple[Row, ...]:
+    """The Table 3 rows whose nets `row` starts from (a training) or tests (an evaluation): A_S256 from random
+    weights; B-E at S=256 from A_S256; each S=384 net from the S=256 net of its config; each jittered net from
+    the S=384 one; Tables 4-6 test Table 3's nets."""
+    if row.table != 3:
+        return tuple(_table3(config, row.train_scale) for config in row.config.split("+"))
+    if row.train_scale == 256:
+        return () if row.config in ("A", "A-LRN") else (_table3("A", 256),)
+    previous = 256 if row.train_scale == 384 else 384
+    return (_table3(row.config, previous),)
+
+
+@cache
+def depth(row: Row) -> int:
+    """How many trainings stand between `row` and random weights."""
+    return 1 + max(map(depth, sources(row))) if sources(row) else 0
+
+
+def parent(experiment: str | None) -> Row | None:
+    """The Table 3 row whose net a Table 3 experiment starts from; None for A and A-LRN, for the other tables
+    (they train nothing) and for experiments that are no paper row (the demo, files of one's own)."""
+    try:
+        found = row(experiment or "")
+    except (KeyError, ValueError):
+        return None
+    parents = sources(found) if found.table == 3 else ()
+    return parents[0] if parents else None

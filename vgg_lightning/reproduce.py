@@ -15,36 +15,12 @@ import argparse
 import shlex
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 
-from .paper import TABLE_3, TABLES, Row
-from .paper import row as paper_row
+from .paper import TABLES, Row, depth, key, sources
+from .runtime.run_dir import RESULTS, last_checkpoint, row_dir, warm_start_checkpoint
 
 DEFAULT_OUT = "outputs/reproduce"
-
-
-def key(row: Row) -> str:
-    return f"table{row.table}/{row.name}"
-
-
-def _table3(config: str, train_scale) -> Row:
-    return next(r for r in TABLE_3 if (r.config, r.train_scale) == (config, train_scale))
-
-
-def sources(row: Row) -> tuple[Row, ...]:
-    """The Table 3 rows whose nets `row` starts from (a training) or tests (an evaluation)."""
-    if row.table != 3:
-        return tuple(_table3(config, row.train_scale) for config in row.config.split("+"))
-    if row.train_scale == 256:
-        return () if row.config in ("A", "A-LRN") else (_table3("A", 256),)
-    previous = 256 if row.train_scale == 384 else 384
-    return (_table3(row.config, previous),)
-
-
-@cache
-def depth(row: Row) -> int:
-    return 1 + max(map(depth, sources(row))) if sources(row) else 0
 
 
 def plan(table: int | str, names: list[str] | None = None) -> list[Row]:
@@ -69,43 +45,17 @@ def plan(table: int | str, names: list[str] | None = None) -> list[Row]:
     return sorted(needed.values(), key=lambda row: (depth(row), row.table, position[key(row)]))
 
 
-def run_dir(out: str, row: Row) -> str:
-    return f"{out}/{key(row)}"
-
-
-def last_ckpt(out: str, row: Row) -> str:
-    return f"{run_dir(out, row)}/checkpoints/last.ckpt"
-
-
-def parent(experiment: str | None) -> Row | None:
-    """The Table 3 row whose net a Table 3 experiment starts from; None for A and A-LRN, for the other
-    tables (they train nothing) and for experiments that are no paper row (the demo, files of one's own)."""
-    try:
-        row = paper_row(experiment or "")
-    except (KeyError, ValueError):
-        return None
-    parents = sources(row) if row.table == 3 else ()
-    return parents[0] if parents else None
-
-
-def warm_start(experiment: str, out: str) -> str | None:
-    """The checkpoint a Table 3 row starts from when the rows run in `out/table3/<row>` (None: from
-    model.init). The `+sweep=table3` multirun asks this too, through the `${warm_start:...}` resolver."""
-    source = parent(experiment)
-    return last_ckpt(out, source) if source else None
-
-
 def command(row: Row, out: str, overrides: list[str]) -> list[str]:
-    args = [f"experiment={key(row)}", f"hydra.run.dir={run_dir(out, row)}"]
+    args = [f"experiment={key(row)}", f"hydra.run.dir={row_dir(out, row)}"]
     parents = sources(row)
     if row.table == 3:
         args.append("ckpt_path=last")  # a stopped training resumes; a fresh one starts from init_from
-        init_from = warm_start(key(row), out)
+        init_from = warm_start_checkpoint(key(row), out)
         args += [f"model.init_from={init_from}"] if init_from else []
     elif len(parents) == 1:
-        args.append(f"ckpt_path={last_ckpt(out, parents[0])}")
+        args.append(f"ckpt_path={last_checkpoint(row_dir(out, parents[0]))}")
     else:
-        args.append(f"eval.ensemble=[{','.join(last_ckpt(out, parent) for parent in parents)}]")
+        args.append(f"eval.ensemble=[{','.join(str(last_checkpoint(row_dir(out, p))) for p in parents)}]")
     return ["python", "-m", "vgg_lightning", *args, *overrides]
 
 
@@ -122,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.table}: {len(rows)} runs in warm-start order under {out}/ (a run with a results.json is skipped)")
     for row in rows:
         cmd = command(row, out, args.overrides)
-        results = Path(run_dir(out, row)) / "results.json"
+        results = Path(row_dir(out, row)) / RESULTS
         if args.dry_run:
             print(("# done: " if results.exists() else "") + shlex.join(cmd))
         elif results.exists():

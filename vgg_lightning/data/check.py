@@ -21,10 +21,7 @@ from .decode import check_file
 
 def image_files(root: str) -> list[str]:
     return sorted(
-        os.path.join(folder, name)
-        for folder, _, names in os.walk(root)
-        for name in names
-        if is_image_file(name)
+        os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names if is_image_file(name)
     )
 
 

@@ -49,7 +49,9 @@ def validate_layout(root: str, splits=("train", "val"), num_classes: int | None 
         if not classes:
             problems.append(f"{path!r} has no class folders (expected {split}/<class>/<image files>)")
     if len(classes_of) == len(splits) and len({tuple(c) for c in classes_of.values()}) > 1:
-        problems.append("the splits have different class folders: " + ", ".join(f"{s}: {len(c)}" for s, c in classes_of.items()))
+        problems.append(
+            "the splits have different class folders: " + ", ".join(f"{s}: {len(c)}" for s, c in classes_of.items())
+        )
     if problems:
         raise DataLayoutError(f"data root {root!r} is not an ImageNet-style layout:\n  - " + "\n  - ".join(problems))
     return next(iter(classes_of.values()))
@@ -145,15 +147,23 @@ class ImageFolder(Dataset):
         return {"image": decode_view(data, size, params, path)}
 
 
+def readable(items: list[dict | None]) -> tuple[list[dict], torch.Tensor]:
+    """The samples of a batch that could be read (an unreadable one is None), and how many were not: what
+    every collate of ours counts as the batch's `skipped`."""
+    kept = [item for item in items if item is not None]
+    return kept, torch.tensor(len(items) - len(kept))
+
+
 def collate(items: list[dict | None]) -> dict:
     """Stack a batch, leaving out the samples that could not be decoded (counted in `skipped`). Samples still
     to be decoded on the device come first, as lists of their bytes (`jpeg`), plans and paths."""
-    kept = sorted((item for item in items if item is not None), key=lambda item: "jpeg" not in item)
+    kept, skipped = readable(items)
+    kept.sort(key=lambda item: "jpeg" not in item)
     encoded = {key: [item.pop(key) for item in kept if key in item] for key in ("jpeg", "plan", "jpeg_path")}
     decoded = [item.pop("image") for item in kept if "image" in item] if encoded["jpeg"] else None
     batch = torch.utils.data.default_collate(kept) if kept else {}
     if encoded["jpeg"]:
         batch.update(encoded, plan=torch.stack(encoded["plan"]))
         batch["image"] = torch.stack(decoded) if decoded else empty_views()
-    batch["skipped"] = torch.tensor(len(items) - len(kept))
+    batch["skipped"] = skipped
     return batch

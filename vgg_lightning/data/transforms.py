@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import paper
+from ..runtime.compat import upsample_bilinear_aa
 from .decode import decode_reduced, image_size
 
 CROP = 224
@@ -89,9 +90,8 @@ def resized_region(
     source = image[:, :rows, :cols].unsqueeze(0)
     on_cpu = source.device.type == "cpu"
     # The public F.interpolate takes an output size or scale factors, and we need both.
-    out = torch.ops.aten._upsample_bilinear2d_aa(
-        source if on_cpu else source.float(), [bottom, right], False, 1.0 / step_y, 1.0 / step_x
-    )[0, :, top:, left:]
+    out = upsample_bilinear_aa(source if on_cpu else source.float(), [bottom, right], 1.0 / step_y, 1.0 / step_x)
+    out = out[0, :, top:, left:]
     return out if on_cpu else out.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -138,7 +138,11 @@ def rescale_many(data: bytes, sides, center_crop: int | None = None, path: str =
     views = []
     for side in sides:
         rescaled = rescaled_size(height, width, side)
-        box = (0, 0, *rescaled) if center_crop is None else (*center_offset(rescaled, center_crop), center_crop, center_crop)
+        box = (
+            (0, 0, *rescaled)
+            if center_crop is None
+            else (*center_offset(rescaled, center_crop), center_crop, center_crop)
+        )
         views.append(resized_region(image, reduction, (height, width), rescaled, box))
     return views
 
@@ -183,4 +187,3 @@ class BatchNormalizer(torch.nn.Module):
             mean = mean - shift.view(-1, 3, 1, 1)
         x.sub_(mean)
         return x if self.normalize == "paper" else x.div_(self.std.to(x.device))
-

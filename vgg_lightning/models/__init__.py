@@ -1,6 +1,6 @@
 """The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, and torchvision interop."""
 
-from .interop import from_torchvision, to_torchvision
+from .interop import TORCHVISION, from_torchvision, to_torchvision, torchvision_weights_path
 from .vgg import (
     ALL_CONFIGS,
     CONFIGS,
@@ -12,6 +12,8 @@ from .vgg import (
     canonical_config,
     count_parameters,
     flops_per_image,
+    from_settings,
+    settings_spec,
 )
 
 __all__ = [
@@ -25,6 +27,10 @@ __all__ = [
     "canonical_config",
     "count_parameters",
     "flops_per_image",
+    "from_settings",
     "from_torchvision",
+    "settings_spec",
     "to_torchvision",
+    "torchvision_weights_path",
+    "TORCHVISION",
 ]

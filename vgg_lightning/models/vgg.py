@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -257,7 +258,7 @@ class VGG(nn.Module):
 
     def spec(self) -> dict:
         """What a checkpoint must match to be loaded into this net."""
-        return {"config": self.config, "num_classes": self.num_classes, "width": self.width}
+        return {"config": self.config, "num_classes": self.num_classes, "width": float(self.width)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, num_classes). On 224x224 input this is the paper's network exactly; on a larger input it
@@ -306,6 +307,24 @@ def build_vgg(config: str, num_classes: int = 1000, width: float = 1.0, **kwargs
     return VGG(config, num_classes=num_classes, width=width, **kwargs)
 
 
+# the settings of conf/model that shape the net (the rest, init_from, channels_last, ..., the training uses)
+BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
+
+
+def from_settings(model: Mapping, num_classes: int) -> VGG:
+    """The net that a run's model settings (conf/model, as saved in its checkpoints) describe."""
+    return build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
+
+
+def settings_spec(model: Mapping, num_classes: int) -> dict:
+    """`VGG.spec()` of the net `from_settings` would build, without building it."""
+    return {
+        "config": canonical_config(model["config"]),
+        "num_classes": num_classes,
+        "width": float(model.get("width", 1.0)),
+    }
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -321,7 +340,7 @@ def flops_per_image(model: VGG, side: int = INPUT_SIZE) -> int:
     return _counted_flops(model.config, model.num_classes, model.width, side)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _counted_flops(config: str, num_classes: int, width: float, side: int) -> int:
     with torch.device("meta"):
         twin = VGG(config, num_classes, width)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import torch
 
@@ -42,21 +43,23 @@ def layer_mapping(source_config: str, target: VGG) -> OrderedDict[str, str]:
 
 
 def checkpoint_layers(state_dict: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """{'conv3_2': {'weight': ..., 'bias': ...}, 'fc6': ...} from a VGGClassifier's (or a bare VGG's) state dict."""
+    """{'conv3_2': {'weight': ..., 'bias': ...}, 'fc6': ...} from a VGG's state dict."""
     layers: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
-        parts = key.removeprefix("net.").split(".")
+        parts = key.split(".")
         if len(parts) == 3 and parts[0] in ("features", "head"):
             layers.setdefault(parts[1], {})[parts[2]] = value
     return layers
 
 
-def _mismatch(name: str, source: str, part: str, found: torch.Size, target: VGG, saved: dict) -> WarmStartError:
+def _mismatch(name: str, source: str, part: str, found: torch.Size, target: VGG, saved: Mapping) -> WarmStartError:
     expected = tuple(getattr(target.conv_layers()[name], part).shape)
     reasons = []
     if name == "fc8" and saved.get("num_classes") not in (None, target.num_classes):
-        reasons.append(f"the checkpoint was trained on {saved['num_classes']} classes, this run has {target.num_classes}")
-    width = float((saved.get("model") or {}).get("width", 1.0))
+        reasons.append(
+            f"the checkpoint was trained on {saved['num_classes']} classes, this run has {target.num_classes}"
+        )
+    width = float(saved.get("width", 1.0))
     if width != float(target.width):
         reasons.append(f"the checkpoint's net has model.width={width}, this run {target.width}")
     why = "; ".join(reasons) or "the layers have different shapes"
@@ -66,26 +69,26 @@ def _mismatch(name: str, source: str, part: str, found: torch.Size, target: VGG,
     )
 
 
-def warm_start(net: VGG, checkpoint: dict, path: str = "<checkpoint>") -> OrderedDict[str, str]:
-    """Copy the mapped layers of a vgg-lightning checkpoint (as `torch.load` gives it) into `net`, leaving the
-    others as initialised; every layer is checked before any is copied. Returns and logs the mapping."""
-    saved = checkpoint.get("hyper_parameters") or {}
-    source_config = (saved.get("model") or {}).get("config")
-    if source_config is None:
-        raise WarmStartError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+def warm_start(net: VGG, state_dict: Mapping, source: Mapping, path: str = "<checkpoint>") -> OrderedDict[str, str]:
+    """Copy the mapped layers of a trained VGG (its state dict, and its `spec()`: config, num_classes, width)
+    into `net`, leaving the others as initialised; every layer is checked before any is copied. Returns and
+    logs the mapping."""
+    source_config = source["config"]
     mapping = layer_mapping(source_config, net)
-    layers, targets = checkpoint_layers(checkpoint["state_dict"]), net.conv_layers()
-    for name, source in mapping.items():
-        if source not in layers:
-            raise WarmStartError(f"cannot warm-start {name} of config {net.config}: {path!r} has no layer {source}")
+    layers, targets = checkpoint_layers(state_dict), net.conv_layers()
+    for name, source_name in mapping.items():
+        if source_name not in layers:
+            raise WarmStartError(
+                f"cannot warm-start {name} of config {net.config}: {path!r} has no layer {source_name}"
+            )
         for part in ("weight", "bias"):
-            found = layers[source][part].shape
+            found = layers[source_name][part].shape
             if found != getattr(targets[name], part).shape:
-                raise _mismatch(name, source, part, found, net, saved)
+                raise _mismatch(name, source_name, part, found, net, source)
     with torch.no_grad():
-        for name, source in mapping.items():
-            targets[name].weight.copy_(layers[source]["weight"])
-            targets[name].bias.copy_(layers[source]["bias"])
+        for name, source_name in mapping.items():
+            targets[name].weight.copy_(layers[source_name]["weight"])
+            targets[name].bias.copy_(layers[source_name]["bias"])
     kept = [name for name in targets if name not in mapping]
     log.info(
         "warm start of %s from %s (config %s): %s; left as initialised: %s",

@@ -10,12 +10,15 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .data.datamodule import batch_plan
-from .evaluation import run_evaluation
-from .models.warm_start import warm_start
+from ..data.datamodule import batch_plan
+from ..evaluation.evaluator import run_evaluation
+from ..models.warm_start import warm_start
+from ..paper import parent
+from ..runtime.checkpoints import check_checkpoint, checkpoint_spec, net_state, read_vgg_checkpoint, resume_path
+from ..runtime.job import choice, container, output_dir
+from ..runtime.results import write_results
+from ..runtime.trainer import build_trainer
 from .module import VGGClassifier
-from .reproduce import parent
-from .runs import build_trainer, check_checkpoint, choice, container, errors, read_checkpoint, resume_path, write_results
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +61,27 @@ def train(cfg: DictConfig) -> dict | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     num_classes = datamodule.num_classes  # validates the data folders (and writes the demo set) before any work
-    ckpt_path = resume_path(cfg)
+    ckpt_path = resume_path(cfg.ckpt_path, output_dir())
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, cfg.model, num_classes)
     module = VGGClassifier(
-        model=container(cfg.model), optim=container(cfg.optim), num_classes=num_classes, train_scale=datamodule.scale_label
+        model=container(cfg.model),
+        optim=container(cfg.optim),
+        num_classes=num_classes,
+        train_scale=datamodule.scale_label,
     )
     if cfg.model.init_from and ckpt_path is None:
-        warm_start(module.net, read_checkpoint(cfg.model.init_from), cfg.model.init_from)
+        source = read_vgg_checkpoint(cfg.model.init_from)
+        warm_start(module.net, net_state(source), checkpoint_spec(source), cfg.model.init_from)
     elif not cfg.model.init_from:
         warn_if_cold(cfg)
     else:
-        log.info("resuming from %s: model.init_from (%s) was applied when this run began", ckpt_path, cfg.model.init_from)
+        log.info(
+            "resuming from %s: model.init_from (%s) was applied when this run began", ckpt_path, cfg.model.init_from
+        )
     trainer = build_trainer(cfg)
     accumulate_to_global_batch(trainer, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.eval.protocol == "center":  # what validation measured at the end of training
-        tested = {"test_scales": [datamodule.test_scale], "protocol": "center", **errors(trainer)}
-    else:  # the final weights (last.ckpt), as the paper tests its nets
-        tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
-    return write_results(
-        trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested
-    )
+    # the final weights (last.ckpt), as the paper tests its nets; `center` is what validation measures
+    tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
+    return write_results(trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested)

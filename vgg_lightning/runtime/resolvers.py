@@ -1,6 +1,6 @@
 """The OmegaConf resolvers the configs use, decided on the machine and in the job that runs:
 `${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
-`${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from). Imports stay inside the
+`${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from) and `${app_help:}` (--help). Imports stay inside the
 functions so that composing a config does not import Lightning."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 
 def _wandb_mode() -> str:
-    from .tracking import wandb_mode
+    from ..tracking.runs import wandb_mode
 
     return wandb_mode()
 
@@ -21,13 +21,20 @@ def _default_precision() -> str:
 
 
 def _warm_start(experiment: str, out: str) -> str | None:
-    from .reproduce import warm_start
+    from .run_dir import warm_start_checkpoint
 
-    return warm_start(experiment, out)
+    return warm_start_checkpoint(experiment, out)
+
+
+def _app_help() -> str:
+    from .app_help import help_text
+
+    return help_text()
 
 
 def register_resolvers() -> None:
     for name, resolver in (
+        ("app_help", _app_help),
         ("wandb_mode", _wandb_mode),
         ("default_precision", _default_precision),
         ("warm_start", _warm_start),

@@ -1,4 +1,4 @@
-"""Lightning loggers adapted to this project (kept out of tracking.py: importing Lightning takes seconds, and
+"""Lightning loggers adapted to this project (kept out of tracking.runs: importing Lightning takes seconds, and
 the CLI imports tracking before it knows whether there is any work to do)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
-from .tracking import flatten
+from .runs import flatten
 
 
 class WandbLogger(LightningWandbLogger):

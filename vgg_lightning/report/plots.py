@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,14 +12,16 @@ matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from . import paper  # noqa: E402
-from .report import ERRORS, format_s  # noqa: E402
-
-if TYPE_CHECKING:
-    from .report import Run
+from .. import paper  # noqa: E402
+from ..models.vgg import CONFIGS, weight_layers  # noqa: E402
+from ..paper import format_scale  # noqa: E402
+from .runs import ERRORS, Run  # noqa: E402
 
 DPI = 150
-CURVES = {"val/top1_error": "validation top-1 error (%)", "train/loss_epoch": "training loss (cross-entropy, epoch mean)"}
+CURVES = {
+    "val/top1_error": "validation top-1 error (%)",
+    "train/loss_epoch": "training loss (cross-entropy, epoch mean)",
+}
 
 
 def save(fig, title: str, path: Path) -> Path:
@@ -52,8 +53,6 @@ def _paper_series(members: list[Run], scale) -> dict[str, dict[str, paper.Row]]:
 
 def plot_error_vs_depth(runs: list[Run], out: Path) -> Path | None:
     """One row of panels per (data, training scale), top-1 and top-5 error against config A..E."""
-    from .models.vgg import CONFIGS, weight_layers
-
     panels: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
         if run.config in CONFIGS and run.error("top1_error") is not None:
@@ -87,7 +86,7 @@ def plot_error_vs_depth(runs: list[Run], out: Path) -> Path | None:
             ax.set_xlim(-0.5, len(configs) - 0.5)
             ax.set_xlabel("configuration (weight layers)")
             ax.set_ylabel(f"{name} error (%)")
-            ax.set_title(f"{data_title(members[0])}, S = {format_s(scale)}: {name} error")
+            ax.set_title(f"{data_title(members[0])}, S = {format_scale(scale)}: {name} error")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     return save(fig, "Validation error against depth", out / "error_vs_depth.png")
@@ -103,7 +102,7 @@ def plot_curves(runs: list[Run], curves: dict[str, dict[int, dict]], out: Path) 
         for run in runs:
             points = sorted((step, v[metric]) for step, v in curves.get(run.label, {}).items() if metric in v)
             if points:
-                label = f"{run.config}, S = {format_s(run.train_scale)} ({run.label})"
+                label = f"{run.config}, S = {format_scale(run.train_scale)} ({run.label})"
                 ax.plot(*zip(*points), marker="o" if len(points) <= 20 else None, label=label)
         ax.set_xlabel("training iterations (SGD steps)")
         ax.set_ylabel(CURVES[metric])

@@ -3,44 +3,22 @@ the paper's Sec. 3.2 (eval=center|dense|multicrop|dense_multicrop, eval.scales=[
 
 from __future__ import annotations
 
-import os
 import time
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .evaluation import run_evaluation, test_scales
-from .models import VGG, build_vgg, canonical_config, from_torchvision
-from .module import BUILD_KEYS
-from .runs import CheckpointError, build_trainer, check_checkpoint, read_vgg_checkpoint, write_results
-
-# torchvision's file names (torch.hub caches them under these) for its vgg11/13/16/19 = A/B/D/E
-TORCHVISION_FILES = {"A": "vgg11-8a719046.pth", "B": "vgg13-19584684.pth", "D": "vgg16-397923af.pth", "E": "vgg19-dcbb9e9d.pth"}
-
-
-def net_from_checkpoint(checkpoint: dict) -> tuple[VGG, object]:
-    """The net of a checked vgg-lightning checkpoint (see `runs.read_vgg_checkpoint`), and its training S."""
-    hparams = checkpoint["hyper_parameters"]
-    model = hparams["model"]
-    net = build_vgg(num_classes=hparams["num_classes"], **{k: model[k] for k in BUILD_KEYS if k in model})
-    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
-    return net, hparams.get("train_scale")
-
-
-def torchvision_path(config: str, weights_path: str | None) -> str:
-    """weights_path, or torch's hub cache ($TORCH_HOME/hub/checkpoints): never a download."""
-    if config not in TORCHVISION_FILES:
-        raise ValueError(f"torchvision has no weights for config {config}: choose model=A, B, D or E")
-    name = TORCHVISION_FILES[config]
-    path = weights_path or os.path.join(torch.hub.get_dir(), "checkpoints", name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"torchvision's weights for config {config} are not at {path} (vgg-lightning never downloads). "
-            f"Pass weights_path=/path/to/{name}, or put the file in {os.path.join(torch.hub.get_dir(), 'checkpoints')} "
-            f"(it is https://download.pytorch.org/models/{name})"
-        )
-    return path
+from ..models import VGG, from_torchvision, torchvision_weights_path
+from ..runtime.checkpoints import (
+    CheckpointError,
+    check_checkpoint,
+    net_from_checkpoint,
+    read_checkpoint,
+    read_vgg_checkpoint,
+)
+from ..runtime.results import write_results
+from ..runtime.trainer import build_trainer
+from .evaluator import run_evaluation, test_scales
 
 
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[str]]:
@@ -50,8 +28,8 @@ def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[
             raise ValueError(f"weights={cfg.weights!r}: the only choice is torchvision (or ckpt_path=... for our own)")
         if cfg.data.normalize != "torchvision":
             raise ValueError("torchvision's weights expect its mean/std input scaling: add data.normalize=torchvision")
-        path = torchvision_path(canonical_config(cfg.model.config), cfg.weights_path)
-        net = from_torchvision(torch.load(path, map_location="cpu", weights_only=True), cfg.model.config)
+        path = torchvision_weights_path(cfg.model.config, cfg.weights_path)
+        net = from_torchvision(read_checkpoint(path), cfg.model.config)
         if net.num_classes != num_classes:
             raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data {num_classes}")
         return [net], [None], [path]

@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import SumMetric
-from torchmetrics.classification import MulticlassAccuracy
 
-from .models import build_vgg
-from .speed import switched_on
+from ..evaluation.metrics import error_metrics
+from ..models import from_settings
+from ..runtime.speed import switched_on
 
 log = logging.getLogger(__name__)
-BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
 
 
 class PlateauSchedule(ReduceLROnPlateau):
@@ -26,22 +25,11 @@ class PlateauSchedule(ReduceLROnPlateau):
         self.decreases = 0
         super().__init__(*args, **kwargs)
 
-    def _reduce_lr(self, epoch) -> None:
-        self.decreases += 1
-        super()._reduce_lr(epoch)
-
-
-class TopKError(MulticlassAccuracy):
-    """Top-k classification error in percent, as the paper's tables give it."""
-
-    def compute(self) -> torch.Tensor:
-        return 100.0 * (1.0 - super().compute())
-
-
-def error_metrics(num_classes: int) -> torch.nn.ModuleDict:
-    return torch.nn.ModuleDict(
-        {f"top{k}_error": TopKError(num_classes, top_k=min(k, num_classes), average="micro") for k in (1, 5)}
-    )
+    def step(self, metrics, epoch=None) -> None:
+        before = [group["lr"] for group in self.optimizer.param_groups]
+        super().step(metrics, epoch)
+        if any(group["lr"] < lr for group, lr in zip(self.optimizer.param_groups, before)):
+            self.decreases += 1
 
 
 class VGGClassifier(L.LightningModule):
@@ -56,7 +44,7 @@ class VGGClassifier(L.LightningModule):
     def __init__(self, model: Mapping, optim: Mapping, num_classes: int = 1000, train_scale=None) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
+        self.net = from_settings(model, num_classes)
         self.train_metrics = error_metrics(num_classes)
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric()  # see _log_skipped
@@ -71,7 +59,15 @@ class VGGClassifier(L.LightningModule):
         size = labels.shape[0]
         training = stage == "train"
         # the step loss is rank 0's own: an all-reduce per step only to print it would slow every step
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=training, on_epoch=True, batch_size=size, sync_dist=not training)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            on_step=training,
+            on_epoch=True,
+            batch_size=size,
+            sync_dist=not training,
+        )
         for name, metric in metrics.items():
             metric(logits.detach(), labels)
             # torchmetrics syncs its counts over the ranks at epoch end: every rank sees the same error, so

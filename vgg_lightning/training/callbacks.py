@@ -1,4 +1,4 @@
-"""Callbacks of our own; everything else comes from Lightning (checkpoints, progress bar, lr monitor)."""
+"""Training callbacks of our own (throughput and MFU, the GPU speed-ups); the rest come from Lightning."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import lightning as L
 import torch
 
-from .speed import peak_flops, train_flops_per_image
+from ..runtime.speed import peak_flops, switched_on, train_flops_per_image
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class ImagesPerSecond(L.Callback):
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts without that hook
         if peak_flops(pl_module.device) is None:
             device = torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "the CPU"
-            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
+            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/runtime/speed.py, PEAK_BF16)", device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += len(batch.get("label", ())) * trainer.world_size
@@ -45,3 +45,30 @@ class ImagesPerSecond(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pl_module.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, rank_zero_only=True)
+
+
+class GPUSpeedups(L.Callback):
+    """channels_last weights (cuDNN's fast NHWC kernels; inputs follow the weights) and torch.compile of the
+    net's forward. The net's parameters and state-dict keys stay as they are, so checkpoints do not change."""
+
+    def __init__(self, channels_last=True, compile="auto") -> None:
+        self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        net = getattr(pl_module, "net", None)
+        if net is None:  # not a VGGClassifier (an evaluator holding several nets does its own)
+            return
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        if self.compile and not getattr(net, "_compiled", False):
+            net.forward = torch.compile(net.forward)
+            net._compiled = True
+        log.info("speed-ups: channels_last=%s compile=%s", self.channels_last, self.compile)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Hand the net back eager: the evaluation after training feeds it images of every shape, and a
+        compiled forward would compile anew for each."""
+        net = getattr(pl_module, "net", None)
+        if net is not None and getattr(net, "_compiled", False):
+            del net.forward  # the instance attribute set in setup: VGG.forward shows through again
+            net._compiled = False

@@ -1,4 +1,5 @@
-"""Checkpoints that survive a kill: atomic writes, and the random state Lightning does not save."""
+"""How checkpoints are written: atomically (a kill never leaves half a file), last.ckpt always the last state,
+and the random state Lightning does not save."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .compat import checkpoint_defers_until_validation, checkpoint_saves_on_train_epoch_end, save_last_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -39,24 +42,20 @@ class PreemptibleCheckpoint(ModelCheckpoint):
       (Lightning defers it until the monitored metric exists, so a job preempted in its first ImageNet epoch
       would have nothing to resume from)."""
 
-    def _save_last_if_missed(self, trainer) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._defer_save_until_validation:
-            self._save_last_if_missed(trainer)
+        if checkpoint_defers_until_validation(self):
+            save_last_checkpoint(self, trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_missed(trainer)
+        if checkpoint_saves_on_train_epoch_end(self, trainer):
+            save_last_checkpoint(self, trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_missed(trainer)
+        if not checkpoint_saves_on_train_epoch_end(self, trainer):
+            save_last_checkpoint(self, trainer)
 
 
 def _random_state() -> dict:

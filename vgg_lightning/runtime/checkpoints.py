@@ -1,0 +1,98 @@
+"""Checkpoint files read back: loaded safely (tensors and plain data only, never code), checked against the run
+before any work, and turned back into the net they hold; `ckpt_path=last` resolved to the newest state."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..models import VGG, from_settings, settings_spec
+from .run_dir import last_checkpoint
+
+log = logging.getLogger(__name__)
+NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve this run: missing, unreadable, or of another net."""
+
+
+def read_checkpoint(path: str) -> dict:
+    """A checkpoint (or weights file) as torch.load gives it, with `weights_only=True`: tensors and plain
+    Python data only, so a crafted file cannot run code. Our own checkpoints hold nothing else."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    try:
+        # mmap: only the parts we look at are read, however large the optimiser state
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(
+                f"refusing {path!r}: it holds Python objects other than tensors and plain data, which loading "
+                f"would execute (torch.load weights_only=True: {str(error).splitlines()[0]})"
+            ) from error
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt, or not a checkpoint): {error}") from error
+
+
+def read_vgg_checkpoint(path: str, num_classes: int | None = None) -> dict:
+    """A vgg-lightning checkpoint (its hyper-parameters rebuild its net), refused before any work when it is
+    not one, or when its net has another number of classes than the data."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(hparams, Mapping) or "config" not in (hparams.get("model") or {}):
+        raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    if num_classes is not None and hparams.get("num_classes") != num_classes:
+        raise CheckpointError(
+            f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}"
+        )
+    return checkpoint
+
+
+def checkpoint_spec(checkpoint: Mapping) -> dict:
+    """config, num_classes and width of a checked checkpoint's net (`VGG.spec()` of the net it rebuilds)."""
+    hparams = checkpoint["hyper_parameters"]
+    return settings_spec(hparams["model"], hparams["num_classes"])
+
+
+def check_checkpoint(path: str, model: Mapping, num_classes: int | None = None) -> dict:
+    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for; returns it."""
+    checkpoint = read_vgg_checkpoint(path, num_classes)
+    found = checkpoint_spec(checkpoint)
+    asked = settings_spec(model, found["num_classes"])
+    if found != asked:
+        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in asked if found[k] != asked[k])
+        raise CheckpointError(
+            f"checkpoint {path!r} holds another net: {differences}. Pass model={found['config']} "
+            f"model.width={found['width']} (or the right checkpoint)"
+        )
+    return checkpoint
+
+
+def net_state(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+    """The bare VGG's state dict inside a VGGClassifier checkpoint."""
+    state = checkpoint["state_dict"]
+    return {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
+
+
+def net_from_checkpoint(checkpoint: Mapping) -> tuple[VGG, object]:
+    """The net of a checked vgg-lightning checkpoint (see `read_vgg_checkpoint`), and its training S."""
+    hparams = checkpoint["hyper_parameters"]
+    net = from_settings(hparams["model"], hparams["num_classes"])
+    net.load_state_dict(net_state(checkpoint))
+    return net, hparams.get("train_scale")
+
+
+def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """ckpt_path=last means the newest of this run dir's last.ckpt and the checkpoint Lightning saves on
+    SLURM's SIGUSR1 (hpc_ckpt_N.ckpt); when there is none yet, start fresh and say so."""
+    if ckpt_path != "last":
+        return ckpt_path
+    candidates = [p for p in (last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+    if not candidates:
+        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", last_checkpoint(run_dir).parent)
+        return None
+    return str(max(candidates, key=lambda path: path.stat().st_mtime))
