@@ -45,7 +45,8 @@ def best_trial(sweep_dir: Path, key: str) -> dict | None:
         job = results.parent
         given = dict(o.split("=", 1) for o in _overrides(job) if "=" in o)
         if all(name in given and _same(given[name], value) for name, value in best.items()):
-            overrides = _overrides(job)
+            # the rerun is a single run: without the search's own choice (which makes it a multirun)
+            overrides = [o for o in _overrides(job) if not o.startswith("hparams_search=")]
             return {
                 "job": int(job.name),
                 "run_dir": str(job),
