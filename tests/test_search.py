@@ -44,6 +44,9 @@ def test_the_objective_is_results_json_key():
     check_objective("top5_error")
     with pytest.raises(SystemExit, match="optimized_metric='val/acc'.*top1_error, top5_error"):
         check_objective("val/acc")
+    check_objective("top1_error", multirun=False, launcher="torchrun")  # one run under torchrun: fine
+    with pytest.raises(SystemExit, match="torchrun.*hydra/launcher=slurm"):
+        check_objective("top1_error", multirun=True, launcher="torchrun")
 
 
 def test_search_goes_through_the_slurm_launcher_too():

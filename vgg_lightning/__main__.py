@@ -6,12 +6,14 @@ import importlib
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .runtime.app_help import TASKS
 from .runtime.config_files import primary_config_dir, register_groups
 from .runtime.config_tree import print_config_tree
-from .runtime.launch import check_multirun, rank_consistent_overrides
+from .runtime.launch import check_multirun, external_launcher, rank_consistent_overrides
 from .runtime.resolvers import register_resolvers
 from .runtime.search import check_objective, objective
 from .tracking.runs import finish_wandb
@@ -25,7 +27,7 @@ def main(cfg: DictConfig):
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
     check_multirun(cfg)
-    check_objective(cfg.get("optimized_metric"))
+    check_objective(cfg.get("optimized_metric"), HydraConfig.get().mode == RunMode.MULTIRUN, external_launcher())
     print_config_tree(cfg)
     module, function, _ = TASKS[cfg.task]
     try:

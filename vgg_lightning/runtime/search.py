@@ -18,10 +18,18 @@ OPTUNA_RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper in
 BEST_TRIAL = "best_trial.yaml"
 
 
-def check_objective(key: str | None) -> None:
-    """Before any work: optimized_metric names a key that results.json will have."""
-    if key is not None and key not in METRICS:
+def check_objective(key: str | None, multirun: bool = False, launcher: str | None = None) -> None:
+    """Before any work: optimized_metric names a key that results.json will have, and a search does not run
+    under torchrun, where every rank would sweep its own study (and only rank 0 has results to return)."""
+    if key is None:
+        return
+    if key not in METRICS:
         raise SystemExit(f"optimized_metric={key!r}: choose one of {', '.join(METRICS)} (a results.json key)")
+    if multirun and launcher == "torchrun":
+        raise SystemExit(
+            "a search (optimized_metric with -m) cannot run under torchrun: every rank would run its own study. "
+            "Use hydra/launcher=slurm (SLURM starts each trial's processes), or one process per trial"
+        )
 
 
 def objective(results: Mapping | None, key: str | None):
