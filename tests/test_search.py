@@ -35,6 +35,10 @@ def test_optuna_search_runs_three_trials_and_names_the_best(cli_env, tmp_path, d
     assert f"optim.lr={optuna.best_params['optim.lr']}" in best.overrides
     assert "hparams_search=optuna" not in best.command  # the rerun is one run, not another search
     assert f"best trial: job {best.job}" in result.stdout
+    # the report reads the search as any sweep: one row per trial
+    report = run_cli(str(sweep), "--out", str(tmp_path / "report"), module="vgg_lightning.report", env=cli_env,
+                     cwd=tmp_path)  # fmt: skip
+    assert all(f"| sweep/{job} |" in report.stdout for job in trials)
 
 
 def test_the_objective_is_results_json_key():

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 TITLE = "composed config"
 FIRST = ("task", "model", "data", "optim", "trainer", "callbacks", "logger", "eval")  # the rest follow as composed
+
+
+def _yaml(node) -> str:
+    """Resolved (the values the run uses); as written where a value cannot be resolved yet, which the task
+    itself then reports with its own message."""
+    try:
+        return OmegaConf.to_yaml(node, resolve=True)
+    except OmegaConfBaseException:
+        return OmegaConf.to_yaml(node)
 
 
 def print_config_tree(cfg: DictConfig) -> None:
@@ -23,6 +33,6 @@ def print_config_tree(cfg: DictConfig) -> None:
     tree = Tree(TITLE, style="dim", guide_style="dim")
     for key in [*(k for k in FIRST if k in cfg), *(k for k in cfg if k not in FIRST)]:
         node = cfg[key]
-        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else yaml.safe_dump(node)
+        text = _yaml(node) if OmegaConf.is_config(node) else yaml.safe_dump(node)
         tree.add(str(key), style="dim", guide_style="dim").add(Syntax(text.removesuffix("...\n").rstrip(), "yaml"))
     Console(stderr=True).print(tree)
