@@ -47,7 +47,7 @@ def help_text() -> str:
             folders.setdefault(folder, []).append(file)
         for i, (folder, files) in enumerate(folders.items()):
             listed = f"{folder}/{{{', '.join(files)}}}" if folder else ", ".join(files)
-            lines.append(f"  {group if i == 0 else '':<10} {listed}")
+            lines.append(f"  {group if i == 0 else '':<14} {listed}")
     lines += ["", "Examples:", *(f"  {cmd}\n      {what}" for cmd, what in EXAMPLES)]
     lines += [
         "",
