@@ -10,7 +10,7 @@ TASKS = {
     "train": ("vgg_lightning.training.task", "train", "train a net with the paper's recipe, then test it (default)"),
     "eval": ("vgg_lightning.evaluation.task", "evaluate", "test trained weights with a protocol of Sec. 3.2"),
 }
-HIDDEN_GROUPS = {"hydra", "model_defaults", "paths"}  # partials and plumbing, not choices a user makes
+HIDDEN_GROUPS = {"hydra", "model_defaults", "paths", "local"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
     ("python -m vgg_lightning experiment=demo", "a narrow VGG-A on a generated data set, on the CPU"),
     ("python -m vgg_lightning model=E data.scale=jitter trainer.devices=4", "config E, S ~ U[256, 512], 4 GPUs"),
@@ -18,6 +18,8 @@ EXAMPLES = (
     ("python -m vgg_lightning -m model=A,B,C,D,E", "a depth sweep (or +sweep=depth)"),
     ("python -m vgg_lightning task=eval eval=dense ckpt_path=RUN/checkpoints/last.ckpt", "dense evaluation"),
     ("python -m vgg_lightning experiment=demo --cfg job", "print the composed config, run nothing"),
+    ("python -m vgg_lightning experiment=demo debug=fdr", "one batch of training, validation and test"),
+    ("python -m vgg_lightning -m hparams_search=optuna experiment=demo", "an Optuna search of lr, decay, dropout"),
 )
 
 
@@ -45,7 +47,7 @@ def help_text() -> str:
             folders.setdefault(folder, []).append(file)
         for i, (folder, files) in enumerate(folders.items()):
             listed = f"{folder}/{{{', '.join(files)}}}" if folder else ", ".join(files)
-            lines.append(f"  {group if i == 0 else '':<10} {listed}")
+            lines.append(f"  {group if i == 0 else '':<14} {listed}")
     lines += ["", "Examples:", *(f"  {cmd}\n      {what}" for cmd, what in EXAMPLES)]
     lines += [
         "",

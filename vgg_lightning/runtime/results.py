@@ -32,6 +32,9 @@ def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields)
         "wall_time_s": round(time.time() - started, 1),
         "paper": container(cfg.paper) if cfg.get("paper") else None,
     }
+    if trainer.fast_dev_run:  # debug=fdr: errors of one batch, not results to keep
+        log.info("fast_dev_run: no results.json (top-1 error of one batch: %.2f%%)", results["top1_error"])
+        return results
     path = output_dir() / RESULTS
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(results, indent=2) + "\n")
