@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
+from ..data.datamodule import loader_worker_init
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from ..runtime.compat import set_test_bar_title
@@ -60,6 +61,7 @@ class Evaluator(L.LightningModule):
             batch_sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_by_shape,
+            worker_init_fn=loader_worker_init,
             pin_memory=torch.cuda.is_available(),
         )
 
