@@ -92,3 +92,21 @@ def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
     if str(accelerator).lower() == "cpu":
         return None
     return int(devices) if str(devices).isdigit() else None
+
+
+def expose_hydra_plugins() -> None:
+    """Hydra finds launchers by listing the folders of the `hydra_plugins` namespace, which an editable install
+    (setuptools >= 64, `pip install -e`) replaces by an import hook that lists nothing (Hydra #2359, #3252):
+    add the real folder of our launcher (hydra_plugins/vgg_lightning_slurm) to the namespace's path."""
+    import importlib.util
+
+    try:
+        import hydra_plugins
+
+        spec = importlib.util.find_spec("hydra_plugins.vgg_lightning_slurm")
+    except ImportError:
+        return
+    if spec is not None and spec.origin:
+        folder = os.path.dirname(os.path.dirname(spec.origin))
+        if folder not in list(hydra_plugins.__path__):
+            hydra_plugins.__path__.append(folder)
