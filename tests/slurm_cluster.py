@@ -105,7 +105,9 @@ class SlurmCluster:
         return self.root / "log"
 
     def run(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run(args, env={**os.environ, **self.env}, capture_output=True, text=True, check=check, **kwargs)
+        return subprocess.run(
+            args, env={**os.environ, **self.env}, capture_output=True, text=True, check=check, **kwargs
+        )
 
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
