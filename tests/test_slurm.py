@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -106,6 +107,37 @@ def test_launcher_resources_follow_the_workers_and_ask_for_gpus_only_when_the_ru
     }
 
 
+class _HandlerOfUSR1(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict:
+        return {name: str(signal.getsignal(getattr(signal, name))) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+
+
+def test_loader_workers_ignore_the_preemption_signals_the_training_process_handles(demo_root):
+    from vgg_lightning.data.datamodule import loader_worker_init
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)  # as Lightning's auto-requeue handler
+    try:
+        loader = torch.utils.data.DataLoader(
+            _HandlerOfUSR1(), num_workers=1, worker_init_fn=loader_worker_init, collate_fn=lambda b: b[0]
+        )
+        assert next(iter(loader)) == {name: str(signal.SIG_IGN) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_one_owner_of_the_time_limit_signal():
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from vgg_lightning.runtime.launch import cluster_plugins
+
+    (environment,) = cluster_plugins({"SUBMITIT_EXECUTOR": "slurm"})  # submitit's USR2: Lightning stands aside
+    assert isinstance(environment, SLURMEnvironment) and not environment.auto_requeue
+    assert cluster_plugins({"SLURM_JOB_ID": "7"}) == []  # plain sbatch: Lightning's own SIGUSR1 auto-requeue
+
+
 def test_depth_sweep_through_submitit_whose_results_the_report_reads(slurm, cli_env, tmp_path, demo_root):
     sweep = tmp_path / "sweep"
     result = run_cli(
@@ -173,11 +205,11 @@ def test_sbatch_job_preempted_is_requeued_once_and_resumes_from_its_one_hpc_chec
         "the job to end",
         slurm,
     )
-    log = out.read_text()
-    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", log[-4000:]
-    # acted on once, by the training process (its loader worker ignored it); Hydra's log format, one line each
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", out.read_text(errors="replace")[-4000:]
+    log = (run_dir / "__main__.log").read_text()  # Hydra's job log, both attempts
+    # acted on once, by the training process (its loader worker ignored it)
     for line in ("Handling auto-requeue signal", "Requeued SLURM job"):
-        assert len(re.findall(rf"^\[.*\] - {line}", log, re.M)) == 1, log[-4000:]
+        assert len(re.findall(rf"^\[.*\] - {line}", log, re.M)) == 1, log
     assert "failed with error code" not in log
     # one checkpoint for the one preemption, holding the state at the signal, and the requeued job restored it
     assert sorted(p.name for p in run_dir.iterdir() if "ckpt" in p.name) == ["hpc_ckpt_1.ckpt"]
