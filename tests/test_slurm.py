@@ -221,7 +221,7 @@ def test_sbatch_job_preempted_is_requeued_once_and_resumes_from_its_one_hpc_chec
 
 def test_two_srun_tasks_form_one_ddp_run_in_one_run_dir(slurm, cli_env, tmp_path, demo_root):
     result = subprocess.run(
-        ["srun", "--ntasks=2", "--cpus-per-task=1", "--kill-on-bad-exit=1", sys.executable, "-m", "vgg_lightning",
+        ["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--kill-on-bad-exit=1", sys.executable, "-m", "vgg_lightning",
          *TOY, f"data.root={demo_root}", "data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
          "trainer.limit_val_batches=2", "trainer.devices=2", "trainer.strategy=ddp"],
         env=slurm_env(cli_env, slurm), cwd=tmp_path, capture_output=True, text=True, timeout=300,
