@@ -13,13 +13,14 @@ from omegaconf import DictConfig
 from .runtime.app_help import TASKS
 from .runtime.config_files import primary_config_dir, register_groups
 from .runtime.config_tree import print_config_tree
-from .runtime.launch import check_multirun, external_launcher, rank_consistent_overrides
+from .runtime.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
 from .runtime.resolvers import register_resolvers
 from .runtime.search import check_objective, objective
 from .tracking.runs import finish_wandb
 
 register_resolvers()
 register_groups()
+expose_hydra_plugins()
 
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")

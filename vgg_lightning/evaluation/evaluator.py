@@ -13,9 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
+from ..data.datamodule import loader_worker_init
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.compat import set_test_bar_title
+from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
 from ..runtime.speed import switched_on
 from .loader import ScaledImages, ShapeBatchSampler, collate_by_shape
 from .metrics import error_metrics
@@ -60,6 +61,7 @@ class Evaluator(L.LightningModule):
             batch_sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_by_shape,
+            worker_init_fn=loader_worker_init,
             pin_memory=torch.cuda.is_available(),
         )
 
@@ -136,5 +138,6 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         on_corrupt=datamodule.on_corrupt,
         channels_last=switched_on(channels_last),
     )
+    skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
     trainer.test(evaluator, verbose=False)
     return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}
