@@ -53,15 +53,15 @@ def photo(height: int, width: int, rng: np.random.Generator) -> Image.Image:
 
 
 def make_set(
-    root: Path, count: int, seed: int = 0, split: str = "train", classes: int = 4
+    root: Path, count: int, seed: int = 0, split: str = "train", classes: int = 4, prefix: str = ""
 ) -> list[tuple[int, int, int]]:
-    """`root/<split>/<class>/*.JPEG`; returns (height, width, bytes) per file."""
+    """`root/<split>/<class>/<prefix>img_*.JPEG`; returns (height, width, bytes) per file."""
     rng, shapes = np.random.default_rng(seed), []
     for i in range(count):
         folder = root / split / f"n{i % classes:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         height, width = imagenet_shape(rng)
-        path = folder / f"img_{i:05d}.JPEG"
+        path = folder / f"{prefix}img_{i:05d}.JPEG"
         photo(height, width, rng).save(path, quality=QUALITY)
         shapes.append((height, width, path.stat().st_size))
     return shapes

@@ -4,11 +4,16 @@ sync that drains the launch queue; benchmarks/gpu_check.py counts the real ones 
 
 from __future__ import annotations
 
+import sys
+
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
+from conftest import FAST, REPO, read_results, run_cli
 from lightning.pytorch.callbacks import RichProgressBar
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from sync_count import HostReads, quiet_steps  # noqa: E402
 
 from vgg_lightning.runtime.checkpoints import read_checkpoint
 from vgg_lightning.training.callbacks import ImagesPerSecond, ProgressBar
@@ -61,33 +66,6 @@ def test_bf16_mixed_on_cpu_trains(cli_env, tmp_path, demo_root):
     assert "precision: bf16-mixed" in hparams
 
 
-class HostReads(L.Callback):
-    """Counts, per training step, the calls that bring a tensor's value to the host (`.item()`, `bool(t)`,
-    `.tolist()`, `torch.unique`): on a GPU each is a sync."""
-
-    READS = (("Tensor", "item"), ("Tensor", "__bool__"), ("Tensor", "tolist"), ("torch", "unique"))
-
-    def __init__(self, monkeypatch) -> None:
-        self.per_step: list[int] = []
-        self._count = 0
-        for owner, name in self.READS:
-            target = torch.Tensor if owner == "Tensor" else torch
-            monkeypatch.setattr(target, name, self._counting(getattr(target, name)))
-
-    def _counting(self, read):
-        def counted(*args, **kwargs):
-            self._count += 1
-            return read(*args, **kwargs)
-
-        return counted
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._count = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.per_step.append(self._count)
-
-
 @pytest.mark.parametrize("bar", [ProgressBar, RichProgressBar])
 def test_a_training_step_reads_no_device_value_between_logging_intervals(monkeypatch, tmp_path, bar):
     """The step, the metrics, our callbacks and our progress bar: host reads only every log_every_n_steps.
@@ -102,7 +80,7 @@ def test_a_training_step_reads_no_device_value_between_logging_intervals(monkeyp
         }
         for _ in range(steps)
     ]
-    reads = HostReads(monkeypatch)
+    reads = HostReads()
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=steps,
@@ -118,10 +96,10 @@ def test_a_training_step_reads_no_device_value_between_logging_intervals(monkeyp
         def configure_optimizers(self):  # no validation here: the plateau schedule would want its metric
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    trainer.fit(NoSchedule(TINY, OPTIM, num_classes=8), torch.utils.data.DataLoader(batches, batch_size=None))
+    with reads:
+        trainer.fit(NoSchedule(TINY, OPTIM, num_classes=8), torch.utils.data.DataLoader(batches, batch_size=None))
     assert len(reads.per_step) == steps
-    logging_steps = {step for step in range(steps) if (step + 1) % interval == 0 or step == 0}
-    quiet = [count for step, count in enumerate(reads.per_step) if step not in logging_steps]
+    quiet = quiet_steps(reads.per_step, interval)
     if bar is ProgressBar:
         assert quiet and not any(quiet), reads.per_step
     else:
