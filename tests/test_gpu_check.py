@@ -9,7 +9,6 @@ import sys
 
 from conftest import REPO
 
-from vgg_lightning.training.callbacks import ProgressBar  # noqa: F401  (the syncs step measures it)
 
 def test_gpu_check_dry_run_runs_every_step_and_writes_the_report(tmp_path, cli_env):
     out = tmp_path / "check"
