@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imagenet_like import make_set  # noqa: E402  (the data benchmark's ImageNet-like images)
 
-from vgg_lightning.evaluation import Evaluator  # noqa: E402
+from vgg_lightning.evaluation.evaluator import Evaluator  # noqa: E402
 from vgg_lightning.models import build_vgg  # noqa: E402
 
 
