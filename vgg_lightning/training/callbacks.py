@@ -72,6 +72,11 @@ class GPUSpeedups(L.Callback):
     net's forward. The net's parameters and state-dict keys stay as they are, so checkpoints do not change."""
 
     def __init__(self, channels_last=True, compile="auto") -> None:
+        # compile: auto | true | false, or the name of a torch.compile backend (`aot_eager`: dynamo and
+        # AOTAutograd without Inductor's code generation, what CI runs on the CPU in seconds rather than minutes)
+        self.backend = "inductor"
+        if isinstance(compile, str) and compile.lower() not in ("auto", "true", "false"):
+            self.backend, compile = compile, True
         self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -81,9 +86,9 @@ class GPUSpeedups(L.Callback):
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         if self.compile and not getattr(net, "_compiled", False):
-            net.forward = torch.compile(net.forward)
+            net.forward = torch.compile(net.forward, backend=self.backend)
             net._compiled = True
-        log.info("speed-ups: channels_last=%s compile=%s", self.channels_last, self.compile)
+        log.info("speed-ups: channels_last=%s compile=%s (%s)", self.channels_last, self.compile, self.backend)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Hand the net back eager: the evaluation after training feeds it images of every shape, and a
