@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py --out DIR            # on the GPU machine
     python benchmarks/gpu_check.py --out DIR --dry-run  # every step at toy sizes, on a CPU (tests/ runs it)
 
-Steps, each in its own process (a crash or a hang costs one step, not the run), in this order:
+Steps, each in its own process (a crash or a hang costs one step, not the run; --dry-run runs them in one), in
+this order:
 
 1. install: what the machine lacks (hydra-core, omegaconf, simplejpeg, rich, ...) from the wheels in `.whl/`
    (`benchmarks/prepare_gpu_wheels.sh` fills it), with the machine's torch, torchvision, lightning,
@@ -38,8 +39,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WHEELS = REPO / ".whl"
 # what a bare GPU machine may lack, as import name: distribution
-NEEDED = {"hydra": "hydra-core", "omegaconf": "omegaconf", "simplejpeg": "simplejpeg", "rich": "rich",
-          "wandb": "wandb", "pytest": "pytest", "scipy": "scipy", "matplotlib": "matplotlib"}  # fmt: skip
+NEEDED = {
+    "hydra": "hydra-core",
+    "omegaconf": "omegaconf",
+    "simplejpeg": "simplejpeg",
+    "rich": "rich",
+    "pytest": "pytest",
+}
 KEEP = ("torch", "torchvision", "lightning", "torchmetrics", "numpy")  # the machine's own: never replaced
 STEPS = ("install", "gpu_tests", "jpegs", "train_vgg16", "dense_eval", "lightning_overhead", "demo_cli", "syncs")
 # seconds each step may take on the GPU machine (8 minutes in all, the first start of compile included)
@@ -267,8 +273,8 @@ def _short(result) -> str:
 
 
 def run_step(name: str, out: Path, dry: bool) -> None:
-    """In the child: the step's figures into out/steps/<name>.json."""
-    sys.path[:0] = [str(HERE), str(REPO)]
+    """The step's figures into out/steps/<name>.json (in a child process, or in this one for --dry-run)."""
+    sys.path[:0] = [p for p in (str(HERE), str(REPO)) if p not in sys.path]
     result = globals()[f"step_{name}"](out, dry)
     (out / "steps" / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
 
@@ -303,9 +309,12 @@ def main(argv=None) -> int:
         ]
         print(f"gpu_check: {name} ...", flush=True)
         try:
-            timeout = None if args.dry_run else TIMEOUTS[name]
-            child = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-            (out / f"{name}.log").write_text(child.stdout + child.stderr)
+            if args.dry_run:  # one process for all: a toy step costs less than a Python start with torch
+                run_step(name, out, dry=True)
+                child = subprocess.CompletedProcess(command, 0)
+            else:
+                child = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUTS[name])
+                (out / f"{name}.log").write_text(child.stdout + child.stderr)
             if child.returncode:
                 tail = (child.stderr.strip().splitlines() or ["?"])[-1]
                 step = {"status": "failed", "error": f"exit {child.returncode}: {tail[:200]}"}
