@@ -20,26 +20,18 @@ from collections import Counter
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data_pipeline import imagenet_shape, photo  # noqa: E402  (the data benchmark's ImageNet-like images)
+from imagenet_like import make_set  # noqa: E402  (the data benchmark's ImageNet-like images)
 
-from vgg_lightning.evaluation import Evaluator  # noqa: E402
+from vgg_lightning.evaluation.evaluator import Evaluator  # noqa: E402
 from vgg_lightning.models import build_vgg  # noqa: E402
 
 
 def write_val_set(root: Path, count: int, classes: int, seed: int = 0) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(seed)
-    shapes = []
-    for i in range(count):
-        height, width = imagenet_shape(rng)
-        folder = root / "val" / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        photo(height, width, rng).save(folder / f"{i:04d}.JPEG", quality=90)
-        shapes.append((width, height))
-    return shapes
+    """`root/val/<class>/*.JPEG`; (width, height) per file."""
+    return [(width, height) for height, width, _ in make_set(root, count, seed, split="val", classes=classes)]
 
 
 def timed(evaluator: Evaluator, accelerator: str) -> tuple[float, dict]:
@@ -51,7 +43,7 @@ def timed(evaluator: Evaluator, accelerator: str) -> tuple[float, dict]:
     return evaluator.errors["images"] / (time.perf_counter() - started), evaluator.errors
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--config", default="D")
@@ -60,7 +52,7 @@ def main() -> None:
     parser.add_argument("--batches", default="16,4", help="bucketed batch sizes to try (16 is eval.batch_size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu: Lightning's accelerator")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     classes = 10
     torch.manual_seed(0)
     net = build_vgg(args.config, num_classes=classes, width=args.width, init="xavier").eval()
@@ -89,6 +81,7 @@ def main() -> None:
         what = "1 (one at a time)" if batch == 1 else f"<= {batch}"
         print(f"| {'NHWC' if nhwc else 'NCHW'} | {what} | {batches[batch]} | {rate:.1f} | {rate / single:.2f}x |")
     print(f"\nthe same errors every way (top-1 {errors[1, False]['top1_error']}%)")
+    return {f"{'nhwc' if nhwc else 'nchw'}_batch_{batch}": rate for (batch, nhwc), rate in best.items()}
 
 
 if __name__ == "__main__":

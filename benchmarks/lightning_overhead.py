@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from vgg_lightning.module import VGGClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vgg_lightning.training.module import VGGClassifier  # noqa: E402
 
 OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
 
@@ -75,7 +79,7 @@ def plain_run(args, batches, sync) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="A")
     parser.add_argument("--width", type=float, default=0.25)
@@ -85,7 +89,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     generator = torch.Generator().manual_seed(0)
@@ -106,6 +110,12 @@ def main() -> None:
     print(f"plain loop: {args.steps * args.batch / plain:.1f} images/s (median of {args.repeats})")
     print(f"lightning:  {args.steps * args.batch / lightning:.1f} images/s")
     print(f"lightning overhead: {lightning / plain:.3f}x the plain loop's time per step")
+    images = args.steps * args.batch
+    return {
+        "plain_images_per_s": images / plain,
+        "lightning_images_per_s": images / lightning,
+        "ratio": lightning / plain,
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ and the ratio real / synthetic says whether the input pipeline keeps up.
     python benchmarks/train_vgg16.py                                  # a GPU: batch 256
     python benchmarks/train_vgg16.py --data /path/to/imagenet --workers 16
     python benchmarks/train_vgg16.py --data /path/to/imagenet --workers 4 --decode device   # nvjpeg
+    python benchmarks/train_vgg16.py --data DIR --decode cpu,device   # both, one compiled net
     python benchmarks/train_vgg16.py --width 0.0625 --batch 4 --steps 3   # a CPU smoke run
 """
 
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from vgg_lightning.speed import peak_flops, train_flops_per_image
 
-from vgg_lightning.models import build_vgg
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vgg_lightning.models import build_vgg  # noqa: E402
+from vgg_lightning.runtime.speed import peak_flops, train_flops_per_image  # noqa: E402
 
 
 def make_step(net, optimizer, autocast):
@@ -46,7 +50,7 @@ def timed(step, batches, steps: int, warmup: int, sync) -> float:
     return time.perf_counter() - start
 
 
-def real_batches(args, device):
+def real_batches(args, device, decode: str):
     """The project's training batches on `device`: decoded by the loader's workers (`--decode cpu`) or by
     nvjpeg on the GPU (`--decode device`), then colour-shifted and normalised there, as in training."""
     from vgg_lightning.data import ImageNetDataModule
@@ -54,7 +58,7 @@ def real_batches(args, device):
 
     data = ImageNetDataModule(
         root=args.data, scale="jitter", batch_size=args.batch, num_workers=args.workers, num_classes=None,
-        decode=args.decode,
+        decode=decode,
     )  # fmt: skip
     data.setup("fit")
     loader = data.train_dataloader()
@@ -67,7 +71,7 @@ def real_batches(args, device):
             yield batch["image"].contiguous(memory_format=torch.channels_last), batch["label"]
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="D")
     parser.add_argument("--width", type=float, default=1.0)
@@ -77,8 +81,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--data", help="an image folder (train/<class>/*.JPEG) to also time real data")
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--decode", choices=["cpu", "device"], default="cpu", help="where the JPEGs are decoded")
-    args = parser.parse_args()
+    parser.add_argument("--decode", default="cpu", help="where the JPEGs are decoded: cpu, device or cpu,device")
+    args = parser.parse_args(argv)
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -99,21 +103,25 @@ def main() -> None:
     rate = args.steps * args.batch / synthetic
     peak = peak_flops(device)
     name = torch.cuda.get_device_name() if cuda else "CPU"
-    mfu = (
-        f"MFU {100 * rate * train_flops_per_image(net) / peak:.0f}%"
-        if peak
-        else "MFU unknown (no peak for this device)"
-    )
+    mfu_value = rate * train_flops_per_image(net) / peak if peak else None
+    mfu = f"MFU {100 * mfu_value:.0f}%" if peak else "MFU unknown (no peak for this device)"
     print(f"{name}: VGG-{args.config} width {args.width}, batch {args.batch}, bf16={cuda}, channels_last, "
           f"compile={cuda and not args.no_compile}")  # fmt: skip
     print(f"synthetic: {rate:.1f} images/s, {mfu}")
     if cuda:
         print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    if args.data:
-        real = timed(step, real_batches(args, device), args.steps, args.warmup, sync)
+    result = {"device": name, "batch": args.batch, "images_per_s": rate, "mfu": mfu_value, "real": {}}
+    for decode in args.decode.split(",") if args.data else ():
+        batches = real_batches(args, device, decode)
+        try:
+            real = timed(step, batches, args.steps, args.warmup, sync)
+        finally:
+            batches.close()  # stops the loader's workers
         real_rate = args.steps * args.batch / real
-        print(f"real JPEGs ({args.workers} workers, decoded on the {args.decode}): {real_rate:.1f} images/s = "
+        result["real"][decode] = real_rate
+        print(f"real JPEGs ({args.workers} workers, decoded on the {decode}): {real_rate:.1f} images/s = "
               f"{real_rate / rate:.2f}x synthetic")  # fmt: skip
+    return result
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from ..runtime.speed import peak_flops, switched_on, train_flops_per_image
 
@@ -47,11 +48,35 @@ class ImagesPerSecond(L.Callback):
         pl_module.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, rank_zero_only=True)
 
 
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, reading the logged values (`train/loss`, ...) at the steps the
+    loggers write (every `trainer.log_every_n_steps`) instead of at every step: each read of a value on the GPU is a
+    host-device sync (Lightning turns them into Python numbers for the bar), which empties the launch queue
+    and starves the GPU. Between reads the bar shows the last values read; the step count moves every step."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shown: dict = {}
+        self._read_at = None
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        step = trainer.global_step
+        due = self._read_at is None or (step % trainer.log_every_n_steps == 0 and step != self._read_at)
+        if due or not trainer.training:  # validation and epoch ends: read now (once)
+            self._shown, self._read_at = super().get_metrics(trainer, pl_module), step
+        return self._shown
+
+
 class GPUSpeedups(L.Callback):
     """channels_last weights (cuDNN's fast NHWC kernels; inputs follow the weights) and torch.compile of the
     net's forward. The net's parameters and state-dict keys stay as they are, so checkpoints do not change."""
 
     def __init__(self, channels_last=True, compile="auto") -> None:
+        # compile: auto | true | false, or the name of a torch.compile backend (`aot_eager`: dynamo and
+        # AOTAutograd without Inductor's code generation, what CI runs on the CPU in seconds rather than minutes)
+        self.backend = "inductor"
+        if isinstance(compile, str) and compile.lower() not in ("auto", "true", "false"):
+            self.backend, compile = compile, True
         self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -61,9 +86,9 @@ class GPUSpeedups(L.Callback):
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         if self.compile and not getattr(net, "_compiled", False):
-            net.forward = torch.compile(net.forward)
+            net.forward = torch.compile(net.forward, backend=self.backend)
             net._compiled = True
-        log.info("speed-ups: channels_last=%s compile=%s", self.channels_last, self.compile)
+        log.info("speed-ups: channels_last=%s compile=%s (%s)", self.channels_last, self.compile, self.backend)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Hand the net back eager: the evaluation after training feeds it images of every shape, and a
@@ -72,3 +97,4 @@ class GPUSpeedups(L.Callback):
         if net is not None and getattr(net, "_compiled", False):
             del net.forward  # the instance attribute set in setup: VGG.forward shows through again
             net._compiled = False
+            log.info("torch.compile undone: the evaluation gets the eager net")
