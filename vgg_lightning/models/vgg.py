@@ -215,13 +215,15 @@ class ConvHead(nn.Module):
     def _layers(self):
         return ((self.fc6, True), (self.fc7, True), (self.fc8, False))
 
-    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+    def score_map(self, x: torch.Tensor, until_fc7: bool = False) -> torch.Tensor:
+        """The class score map; with `until_fc7`, the fc7 map after its ReLU (fc8 left out: Appendix B's
+        features)."""
         if min(x.shape[-2:]) < self.kernel:
             raise ValueError(
                 f"feature map {tuple(x.shape[-2:])} is smaller than fc6's {self.kernel}x{self.kernel} kernel: "
                 f"the input side must be at least {self.min_side} pixels"
             )
-        for conv, hidden in self._layers():
+        for conv, hidden in self._layers()[: 2 if until_fc7 else 3]:
             x = conv(x)
             if hidden:
                 x = self.dropout(F.relu(x, inplace=True))
@@ -280,6 +282,11 @@ class VGG(nn.Module):
         """(N, num_classes, h, w) class scores of the fully-convolutional net, for any input side >= 224
         (`head.min_side`: a little less for F/M/S)."""
         return self.head.score_map(self.features(x))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 4096, h, w): the fully-convolutional net up to fc7, after its ReLU, without fc8 (Appendix B's
+        image features, before any pooling), for any input side >= 224. Same layers as `score_map`."""
+        return self.head.score_map(self.features(x), until_fc7=True)
 
     def conv_layers(self) -> OrderedDict[str, nn.Conv2d]:
         """Every weight layer in order, named as in the paper (conv1_1 ... conv5_4, fc6, fc7, fc8; conv1 ... conv5,
