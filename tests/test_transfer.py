@@ -24,7 +24,7 @@ from vgg_lightning.data.labelled import DIFFICULT, NEGATIVE, POSITIVE
 from vgg_lightning.data.readers import read_labelled
 from vgg_lightning.evaluation import transfer as protocol
 from vgg_lightning.evaluation.features import FeatureExtractor, Shards, descriptor
-from vgg_lightning.models import build_vgg, from_torchvision
+from vgg_lightning.models import build_vgg
 
 
 def narrow(config: str = "A", seed: int = 0):
@@ -62,21 +62,24 @@ def test_averaging_over_q_is_the_sum_of_the_stacked_parts():
 
 
 def test_descriptor_equals_torchvisions_layers_run_densely_by_hand():
-    torch.manual_seed(0)
-    reference_net = torchvision.models.vgg11().eval()  # random weights: the layers are what is compared
-    net = from_torchvision(reference_net.state_dict(), "A").eval()
+    net = narrow("A")  # A at width 1/16: torchvision's make_layers builds the same conv stack
+    reference = torchvision.models.vgg.make_layers([4, "M", 8, "M", 16, 16, "M", 32, 32, "M", 32, 32, "M"]).eval()
+    ours = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    theirs = [m for m in reference if isinstance(m, torch.nn.Conv2d)]
+    for mine, its in zip(ours, theirs, strict=True):
+        its.load_state_dict(mine.state_dict())
     x = torch.randn(1, 3, 224, 256)
     with torch.no_grad():
         pooled = []
         for image in (x, x.flip(-1)):
-            fc6, fc7 = reference_net.classifier[0], reference_net.classifier[3]
-            h = F.relu(F.conv2d(reference_net.features(image), fc6.weight.view(4096, 512, 7, 7), fc6.bias))
-            h = F.relu(F.conv2d(h, fc7.weight.view(4096, 4096, 1, 1), fc7.bias))
+            fc6, fc7 = net.head.fc6, net.head.fc7  # as torchvision's Linear weights, slid over the map
+            h = F.relu(F.conv2d(reference(image), fc6.weight.flatten(1).view(256, 32, 7, 7), fc6.bias))
+            h = F.relu(F.conv2d(h, fc7.weight.flatten(1)[:, :, None, None], fc7.bias))
             assert h.shape[-2:] == (1, 2)  # the fc7 map of a 224x256 image: two positions
             pooled.append(h.mean(dim=(2, 3)))
         expected = F.normalize((pooled[0] + pooled[1]) / 2, dim=1)
         got = descriptor([net], [x])
-        assert net.feature_map(x).shape == (1, 4096, 1, 2)
+        assert net.feature_map(x).shape == (1, 256, 1, 2)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
