@@ -170,6 +170,26 @@ def test_the_protocol_on_separable_features_over_three_splits():
         protocol.run_protocol(data, OmegaConf.merge(cfg, {"train_per_class": 40}))
 
 
+def test_the_protocol_on_a_multi_label_set_with_its_own_splits():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((120, 4)) < 0.4).astype(np.int8)
+    labels[rng.random((120, 4)) < 0.1] = DIFFICULT
+    features = (labels == POSITIVE) + rng.normal(scale=0.3, size=(120, 4))
+    data = {
+        "features": features,
+        "labels": labels,
+        "splits": np.repeat(["trainval", "test"], 60),
+        "classes": np.arange(4),
+    }
+    cfg = OmegaConf.create({"train_split": "trainval", "test_split": "test", "train_per_class": 30,
+                            "test_per_class": None, "splits": 3, "holdout": 0.2, "C": [0.1, 1], "seed": 0})  # fmt: skip
+    found = protocol.run_protocol(data, cfg)
+    assert found["metric"] == "mean_ap" and found["mean_ap"] > 90 and found["std"] == 0.0
+    assert [(s["train_images"], s["test_images"]) for s in found["splits"]] == [(60, 60)]  # the set's own split, once
+    with pytest.raises(ValueError, match="multi-label set .VOC. is tested on its own splits"):
+        protocol.run_protocol(data, OmegaConf.merge(cfg, {"train_split": None, "test_split": None}))
+
+
 # -- the readers ------------------------------------------------------------------------------------------
 def jpeg(path, size=(40, 30)):
     path.parent.mkdir(parents=True, exist_ok=True)
