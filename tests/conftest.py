@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from slurm_cluster import slurm  # noqa: F401  (the real single-node SLURM of the SLURM tests)
 
 from vgg_lightning.data.demo import make_demo_dataset
 

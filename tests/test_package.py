@@ -151,12 +151,7 @@ def test_a_non_editable_install_composes_and_trains_from_outside_the_repository(
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     module = [sys.executable, "-m", "vgg_lightning"]
-    # the console script, as pip would write it for the installed package
-    script = [
-        sys.executable,
-        "-c",
-        "import sys; from vgg_lightning.__main__ import cli; sys.argv[0] = 'vgg-lightning'; cli()",
-    ]
+    script = [str(installed / "bin" / "vgg-lightning")]  # the console script pip wrote for the installed package
     for entry in (module, script):
         composed = run_installed(installed, outside, *entry, "experiment=table3/D_jitter", "--cfg", "job")
         assert composed.returncode == 0, composed.stderr[-2000:]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from .datasets import CorruptFiles, ImageFolder, collate, validate_layout
@@ -14,6 +17,20 @@ from .sampling import EpochSampler
 from .transforms import CROP, BatchNormalizer, parse_scale
 
 log = logging.getLogger(__name__)
+
+# What SLURM sends before a time limit or a preemption (to every process of the job step, loader workers too)
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """A loader worker ignores the preemption signals: it inherits the training process's handlers at fork
+    (Lightning's auto-requeue, submitit's checkpoint), and would otherwise save and requeue from its stale
+    copy of the trainer, or die and take the batch with it. Only the training process acts on them; SIGKILL
+    still ends the workers with it. Lightning's worker seeding (seed_everything(workers=True)) still runs."""
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        pl_worker_init_function(worker_id)
 
 
 def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None = None) -> tuple[int, int]:
@@ -144,6 +161,7 @@ class ImageNetDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate,
+            worker_init_fn=loader_worker_init,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle,

@@ -15,7 +15,7 @@ from torchmetrics import SumMetric
 
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.compat import set_test_bar_title
+from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
 from ..runtime.speed import switched_on
 from .loader import ScaledImages, shape_loader
 from .metrics import error_metrics
@@ -129,5 +129,6 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         on_corrupt=datamodule.on_corrupt,
         channels_last=switched_on(channels_last),
     )
+    skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
     trainer.test(evaluator, verbose=False)
     return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}

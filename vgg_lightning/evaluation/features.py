@@ -35,7 +35,7 @@ from ..data.readers import read_labelled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from ..runtime.checkpoints import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
-from ..runtime.compat import set_test_bar_title
+from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
 from ..runtime.job import output_dir
 from ..runtime.speed import switched_on
 from ..runtime.trainer import build_trainer
@@ -233,6 +233,7 @@ def extract_features(cfg: DictConfig) -> dict | None:
         channels_last=switched_on(cfg.model.channels_last),
     )
     if todo:
+        skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
         trainer.test(extractor, verbose=False)
     trainer.strategy.barrier()  # every rank's shards are on disk
     if not trainer.is_global_zero:

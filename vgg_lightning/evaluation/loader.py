@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.datamodule import loader_worker_init
 from ..data.datasets import ImageFolder, readable
 from ..data.transforms import rescaled_size
 
@@ -92,6 +93,7 @@ def shape_loader(
         batch_sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_by_shape,
+        worker_init_fn=loader_worker_init,
         pin_memory=torch.cuda.is_available(),
     )
 

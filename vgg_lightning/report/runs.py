@@ -113,7 +113,7 @@ def sort_key(run: Run) -> tuple:
             len(run.test_scales), run.test_scales, str(run.results.get("protocol")), run.label)  # fmt: skip
 
 
-# -- training curves: the CSV logger's metrics.csv, else the W&B run files -------------------------------
+# -- training curves: the CSV logger's metrics.csv, else TensorBoard's event files, else the W&B run files --
 # Keyed by training step (SGD iterations, as the paper counts them): Lightning labels a validation run after
 # fit() stopped at max_steps inside an epoch with the next epoch's number, the step is always right.
 def _csv_curve(run_dir: Path) -> dict[int, dict]:
@@ -137,6 +137,25 @@ def _wandb_curve(run_dir: Path) -> dict[int, dict]:
     return steps
 
 
+def _tensorboard_curve(run_dir: Path) -> dict[int, dict]:
+    steps: dict[int, dict] = {}
+    folders = sorted({path.parent for path in run_dir.glob("tensorboard/version_*/events.out.tfevents.*")})
+    if not folders:
+        return steps
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+    except ImportError:
+        print(f"skipping the TensorBoard curves of {run_dir}: pip install tensorboard to read them", file=sys.stderr)
+        return steps
+    for folder in folders:  # every event file of a version folder (fit's, test's), in the order written
+        events = EventAccumulator(str(folder), size_guidance={SCALARS: 0})  # 0: keep every value
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            for scalar in events.Scalars(tag):
+                steps.setdefault(int(scalar.step), {})[tag] = float(scalar.value)
+    return steps
+
+
 def training_curve(run_dir: Path) -> dict[int, dict]:
     """{step: {metric: value}} for the steps the run logged at (val/top1_error, train/loss_epoch, ...)."""
-    return _csv_curve(run_dir) or _wandb_curve(run_dir)
+    return _csv_curve(run_dir) or _tensorboard_curve(run_dir) or _wandb_curve(run_dir)

@@ -12,7 +12,7 @@ TASKS = {
     "features": ("vgg_lightning.evaluation.features", "extract_features", "fc7 descriptors of a data set (Appendix B)"),
     "transfer": ("vgg_lightning.evaluation.transfer", "transfer", "linear SVMs on the descriptors, as Table 11"),
 }
-HIDDEN_GROUPS = {"hydra", "model_defaults", "paths"}  # partials and plumbing, not choices a user makes
+HIDDEN_GROUPS = {"hydra", "model_defaults", "paths", "local"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
     ("python -m vgg_lightning experiment=demo", "a narrow VGG-A on a generated data set, on the CPU"),
     ("python -m vgg_lightning model=E data.scale=jitter trainer.devices=4", "config E, S ~ U[256, 512], 4 GPUs"),
@@ -20,6 +20,8 @@ EXAMPLES = (
     ("python -m vgg_lightning -m model=A,B,C,D,E", "a depth sweep (or +sweep=depth)"),
     ("python -m vgg_lightning task=eval eval=dense ckpt_path=RUN/checkpoints/last.ckpt", "dense evaluation"),
     ("python -m vgg_lightning experiment=demo --cfg job", "print the composed config, run nothing"),
+    ("python -m vgg_lightning experiment=demo debug=fdr", "one batch of training, validation and test"),
+    ("python -m vgg_lightning -m hparams_search=optuna experiment=demo", "an Optuna search of lr, decay, dropout"),
     ("python -m vgg_lightning task=features experiment=transfer/caltech101 ckpt_path=D.ckpt", "Appendix B features"),
 )
 
@@ -48,7 +50,7 @@ def help_text() -> str:
             folders.setdefault(folder, []).append(file)
         for i, (folder, files) in enumerate(folders.items()):
             listed = f"{folder}/{{{', '.join(files)}}}" if folder else ", ".join(files)
-            lines.append(f"  {group if i == 0 else '':<10} {listed}")
+            lines.append(f"  {group if i == 0 else '':<14} {listed}")
     lines += ["", "Examples:", *(f"  {cmd}\n      {what}" for cmd, what in EXAMPLES)]
     lines += [
         "",

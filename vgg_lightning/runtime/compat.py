@@ -7,6 +7,8 @@ release renames one, `tests/test_compat.py` fails naming it (`check_internals`),
 - Lightning's ModelCheckpoint: when it defers saving until validation, whether it saves at train-epoch end,
   whether to skip a save, and its save of last.ckpt (see `runtime.saving.PreemptibleCheckpoint`).
 - Lightning's RichProgressBar: its rich `Progress` and the test bar's task, to show images/s in its title.
+- Lightning's checkpoint connector: on SLURM, `trainer.test(model)` without a ckpt_path loads the run dir's
+  newest `hpc_ckpt_N.ckpt` into the model tested (`_parse_ckpt_path`); no public argument says "none".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_defer_save_until_validation"),
     ("lightning.pytorch.callbacks.RichProgressBar", "progress"),
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
+    ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
 )
 
 
@@ -55,16 +58,24 @@ def set_test_bar_title(bar, title: str) -> None:
         progress.update(task, description=title)
 
 
+def skip_checkpoint_on_test(trainer) -> None:
+    """Make the trainer's next test run use the model as it is: a ckpt_path of None set by the user (read by
+    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt of another net)."""
+    connector = trainer._checkpoint_connector
+    connector._ckpt_path, connector._user_managed = None, True
+
+
 def check_internals() -> list[str]:
     """The internals above that this install lacks ('ModelCheckpoint._save_last_checkpoint', ...)."""
-    import lightning.pytorch.callbacks as callbacks
+    import importlib
 
     missing = []
     for where, name in INTERNALS:
         if where == "torch.ops.aten":
             found = hasattr(torch.ops.aten, name)
         else:
-            owner = getattr(callbacks, where.rsplit(".", 1)[1])
+            module, owner_name = where.rsplit(".", 1)
+            owner = getattr(importlib.import_module(module), owner_name)
             found = hasattr(owner, name) or name in _instance_attributes(owner)
         if not found:
             missing.append(f"{where}.{name}")

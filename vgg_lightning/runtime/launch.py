@@ -63,3 +63,50 @@ def check_multirun(cfg: DictConfig) -> None:
             f"a multirun (-m) with trainer.devices={devices} cannot let Lightning start the processes. Use "
             "torchrun --nproc_per_node=N -m vgg_lightning -m ..., or hydra/launcher=slurm (see README: Scale out)"
         )
+
+
+def under_submitit(env: Mapping[str, str] = os.environ) -> bool:
+    """A job that hydra/launcher=slurm (submitit) started: its sbatch script exports SUBMITIT_EXECUTOR."""
+    return env.get("SUBMITIT_EXECUTOR") == "slurm"
+
+
+def cluster_plugins(env: Mapping[str, str] = os.environ) -> list:
+    """One owner for SLURM's time-limit signal. Under submitit it is submitit's (USR2: it requeues the job,
+    which resumes from the last step checkpoint), so Lightning's auto-requeue is switched off; with plain
+    sbatch it is Lightning's (SLURMEnvironment's default: SIGUSR1 saves hpc_ckpt_N.ckpt and requeues)."""
+    if not under_submitit(env):
+        return []
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)]
+
+
+def slurm_cpus_per_task(num_workers: int) -> int:
+    """A task's CPUs: one per loader worker, and one for the training process itself."""
+    return max(int(num_workers), 0) + 1
+
+
+def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
+    """GPUs per node only when the run asks for them (trainer.accelerator gpu, cuda or auto: one per device);
+    none for trainer.accelerator=cpu, so a CPU partition takes the job."""
+    if str(accelerator).lower() == "cpu":
+        return None
+    return int(devices) if str(devices).isdigit() else None
+
+
+def expose_hydra_plugins() -> None:
+    """Hydra finds launchers by listing the folders of the `hydra_plugins` namespace, which an editable install
+    (setuptools >= 64, `pip install -e`) replaces by an import hook that lists nothing (Hydra #2359, #3252):
+    add the real folder of our launcher (hydra_plugins/vgg_lightning_slurm) to the namespace's path."""
+    import importlib.util
+
+    try:
+        import hydra_plugins
+
+        spec = importlib.util.find_spec("hydra_plugins.vgg_lightning_slurm")
+    except ImportError:
+        return
+    if spec is not None and spec.origin:
+        folder = os.path.dirname(os.path.dirname(spec.origin))
+        if folder not in list(hydra_plugins.__path__):
+            hydra_plugins.__path__.append(folder)

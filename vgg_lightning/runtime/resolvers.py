@@ -1,6 +1,7 @@
 """The OmegaConf resolvers the configs use, decided on the machine and in the job that runs:
 `${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
-`${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from) and `${app_help:}` (--help). Imports stay inside the
+`${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from), `${app_help:}` (--help) and
+`${slurm_cpus_per_task:}`, `${slurm_gpus_per_node:}` (hydra/launcher=slurm's resources). Imports stay inside the
 functions so that composing a config does not import Lightning."""
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ def _warm_start(experiment: str, out: str) -> str | None:
     return warm_start_checkpoint(experiment, out)
 
 
+def _slurm_cpus_per_task(num_workers) -> int:
+    from .launch import slurm_cpus_per_task
+
+    return slurm_cpus_per_task(num_workers)
+
+
+def _slurm_gpus_per_node(accelerator, devices) -> int | None:
+    from .launch import slurm_gpus_per_node
+
+    return slurm_gpus_per_node(accelerator, devices)
+
+
 def _app_help() -> str:
     from .app_help import help_text
 
@@ -38,6 +51,8 @@ def register_resolvers() -> None:
         ("wandb_mode", _wandb_mode),
         ("default_precision", _default_precision),
         ("warm_start", _warm_start),
+        ("slurm_cpus_per_task", _slurm_cpus_per_task),
+        ("slurm_gpus_per_node", _slurm_gpus_per_node),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -47,6 +47,9 @@ def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields)
     if not trainer.is_global_zero:
         return None
     results = job_results(cfg, started, **fields, epochs=trainer.current_epoch, steps=trainer.global_step)
+    if trainer.fast_dev_run:  # debug=fdr: errors of one batch, not results to keep
+        log.info("fast_dev_run: no results.json (top-1 error of one batch: %.2f%%)", results["top1_error"])
+        return results
     path = save_results(results)
     log.info(
         "results: top-1 error %.2f%%, top-5 error %.2f%% -> %s", results["top1_error"], results["top5_error"], path

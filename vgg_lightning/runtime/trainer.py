@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ..tracking.runs import build_loggers, wandb_run_args
 from .job import choice, container, output_dir
+from .launch import cluster_plugins
 
 
 def job_settings(cfg: DictConfig, known: Mapping | None = None) -> dict:
@@ -40,4 +41,5 @@ def build_trainer(cfg: DictConfig, job: Mapping | None = None, **overrides) -> L
         if c is not None and (cfg.trainer.get("enable_progress_bar", True) or "progress_bar" not in name)
     ]
     loggers = build_loggers(cfg, lambda: _wandb_args(cfg, job))
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None, **overrides)
