@@ -31,6 +31,27 @@ PARAMETERS = {
     "E": 143_667_240,
 }
 
+# Sec. 4.1: the shallow twin of B (each pair of 3x3 convs one 5x5 conv), exact count at 1000 classes.
+SHALLOW_PARAMETERS = {"B-shallow": 134_503_528}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A result the paper states relative to another net rather than as a table cell."""
+
+    config: str
+    baseline: str
+    top1_error_above: float  # the config's top-1 error minus the baseline's, in percent points
+    protocol: str
+    train_scale: int
+    text: str
+
+
+# Sec. 4.1: "the top-1 error of the shallow net was measured to be 7% higher than that of B (on a center crop)".
+SHALLOW_FINDING = Finding(
+    "B-shallow", "B", 7.0, "center", 256, "top-1 error 7% higher than B's (centre crop), Sec. 4.1"
+)
+
 # Sec. 3.1: the recipe.
 RECIPE = {
     "batch_size": 256,
@@ -223,3 +244,52 @@ def parent(experiment: str | None) -> Row | None:
         return None
     parents = sources(found) if found.table == 3 else ()
     return parents[0] if parents else None
+
+
+# -- Appendix B: the ILSVRC-trained nets' fc7 features on other data sets ------------------------------------
+@dataclass(frozen=True)
+class TransferCell:
+    """One cell of Table 11: mean AP (VOC) or mean class recall (Caltech), in percent, with the standard
+    deviation over the random splits where the paper gives one."""
+
+    metric: str  # "mean_ap" or "mean_class_recall"
+    value: float
+    std: float | None = None
+
+
+# The data sets of Table 11, their metric and the descriptor's aggregation over Q in the paper.
+TRANSFER_SETS = {
+    "voc2007": {"metric": "mean_ap", "scales": (256, 384, 512, 640, 768), "aggregate": "average"},
+    "voc2012": {"metric": "mean_ap", "scales": (256, 384, 512, 640, 768), "aggregate": "average"},
+    "caltech101": {"metric": "mean_class_recall", "scales": (256, 384, 512), "aggregate": "stack"},
+    "caltech256": {"metric": "mean_class_recall", "scales": (256, 384, 512), "aggregate": "stack"},
+}
+
+
+def _cells(voc2007, voc2012, caltech101, caltech256) -> dict[str, TransferCell]:
+    cells = {}
+    for name, figure in zip(TRANSFER_SETS, (voc2007, voc2012, caltech101, caltech256)):
+        if figure is not None:
+            value, std = figure if isinstance(figure, tuple) else (figure, None)
+            cells[name] = TransferCell(TRANSFER_SETS[name]["metric"], value, std)
+    return cells
+
+
+# Table 11 (VOC-2012: the test set, scored by the official server). Rows keyed by the nets as results.json names
+# them ("D+E": both descriptors stacked), the other methods by their citation.
+TABLE_11: dict[str, dict[str, TransferCell]] = {
+    "D": _cells(89.3, 89.0, (91.8, 1.0), (85.0, 0.2)),
+    "E": _cells(89.3, 89.0, (92.3, 0.5), (85.1, 0.3)),
+    "D+E": _cells(89.7, 89.3, (92.7, 0.5), (86.2, 0.3)),
+    "Chatfield et al. 2014": _cells(82.4, 83.2, (88.4, 0.6), (77.6, 0.1)),
+    "Zeiler & Fergus 2013": _cells(None, 79.0, (86.5, 0.5), (74.2, 0.3)),
+    "He et al. 2014": _cells(82.4, None, (93.4, 0.5), None),
+}
+# Table 12: VOC-2012 action classification, mean AP, Net-D & Net-E.
+TABLE_12 = {"image only": 79.2, "image and person box": 84.0}
+
+
+def transfer_cell(nets: str, dataset: str) -> TransferCell | None:
+    """Table 11's figure for features of `nets` ('D', 'E' or 'D+E'; 'E+D' too) on `dataset` ('voc2007', ...)."""
+    key = "+".join(sorted(nets.split("+")))
+    return TABLE_11.get(key, {}).get(dataset) if key in ("D", "E", "D+E") else None

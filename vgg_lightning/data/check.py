@@ -2,7 +2,9 @@
 
 Every file the training would read (by extension, as the loader picks them) is decoded in full by the same
 code the loader uses, in a pool of processes. The failures go to stdout as `path: reason`, one a line (the
-progress bar goes to stderr); the exit code is 1 when there are any, 2 when ROOT holds no images.
+progress bar goes to stderr); the exit code is 1 when there are any, 2 when ROOT holds no images. With
+`--layout voc2007|voc2012|caltech101|caltech256|imagefolder`, ROOT is first checked as that data set's layout
+(as task=features reads it; exit code 2 and what is wrong when it is not), and the images it lists are decoded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from rich.console import Console
 from rich.progress import track
 from torchvision.datasets.folder import is_image_file
 
+from .datasets import DataLayoutError
 from .decode import check_file
+from .readers import READERS, read_labelled
 
 
 def image_files(root: str) -> list[str]:
@@ -40,8 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("root", help="a data root, a split or any folder of images")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: one per core)")
+    parser.add_argument("--layout", choices=sorted(READERS), help="check ROOT as this data set's layout first")
     args = parser.parse_args(argv)
-    paths = image_files(args.root)
+    if args.layout:
+        try:
+            images = read_labelled(args.layout, args.root)
+        except DataLayoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"{args.layout}: {len(images)} images, {len(images.classes)} classes", file=sys.stderr)
+        paths = images.paths
+    else:
+        paths = image_files(args.root)
     if not paths:
         print(f"error: no image files under {args.root!r}", file=sys.stderr)
         return 2

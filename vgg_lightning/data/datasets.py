@@ -99,13 +99,17 @@ class ImageFolder(Dataset):
         seed: int = 0,
         on_corrupt: str = "skip",
         decode: str = "cpu",
+        samples: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         if decode not in DECODE_ON:
             raise ValueError(f"data.decode={decode!r}: choose one of {', '.join(DECODE_ON)}")
         self.bad_file = CorruptFiles(on_corrupt)
         self.root = os.path.join(root, split)
-        self.classes, self.class_to_idx = find_classes(self.root)
-        self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+        if samples is None:
+            self.classes, self.class_to_idx = find_classes(self.root)
+            self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+        else:  # (path, target) pairs of another layout (VOC, Caltech: data/readers.py)
+            self.classes, self.class_to_idx, self.samples = [], {}, list(samples)
         self.targets = [target for _, target in self.samples]
         self.train, self.scale, self.center_crop = train, scale, center_crop
         self.single_scale = isinstance(test_scale, int)

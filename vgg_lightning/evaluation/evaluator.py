@@ -13,12 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
-from ..data.datamodule import loader_worker_init
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
 from ..runtime.speed import switched_on
-from .loader import ScaledImages, ShapeBatchSampler, collate_by_shape
+from .loader import ScaledImages, shape_loader
 from .metrics import error_metrics
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
 
@@ -55,15 +54,7 @@ class Evaluator(L.LightningModule):
         self.errors: dict = {}
 
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
-        sampler = ShapeBatchSampler(self.dataset.shape_keys(), self.batch_size, rank, world_size)
-        return DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_by_shape,
-            worker_init_fn=loader_worker_init,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return shape_loader(self.dataset, self.batch_size, self.num_workers, rank, world_size)
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.trainer.global_rank, self.trainer.world_size)

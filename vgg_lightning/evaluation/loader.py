@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.datamodule import loader_worker_init
 from ..data.datasets import ImageFolder, readable
 from ..data.transforms import rescaled_size
 
@@ -20,11 +21,19 @@ class ScaledImages(Dataset):
     """The split's images, each rescaled (uncropped) to every Q in `scales`: items are
     `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable."""
 
-    def __init__(self, root: str, scales: Sequence[int], split: str = "val", on_corrupt: str = "skip") -> None:
+    def __init__(
+        self,
+        root: str,
+        scales: Sequence[int],
+        split: str = "val",
+        on_corrupt: str = "skip",
+        samples: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         self.scales = [int(q) for q in scales]
-        # a list of Q: each file is read and decoded once for all its views
+        # a list of Q: each file is read and decoded once for all its views; `samples`: (path, target) pairs
+        # of another layout instead of root/split/<class>/
         self.folder = ImageFolder(
-            root, split, train=False, test_scale=self.scales, center_crop=None, on_corrupt=on_corrupt
+            root, split, train=False, test_scale=self.scales, center_crop=None, on_corrupt=on_corrupt, samples=samples
         )
 
     def __len__(self) -> int:
@@ -49,10 +58,13 @@ class ScaledImages(Dataset):
 
 class ShapeBatchSampler(Sampler):
     """Batches of at most `batch_size` indices with equal keys (rescaled shapes). Rank r of W takes batches
-    r, r + W, ...: every image is in exactly one rank's batches, none repeated to even the ranks out."""
+    r, r + W, ...: every image is in exactly one rank's batches, none repeated to even the ranks out. `indices`
+    limits the batches to those images (a resumed job's remaining ones)."""
 
-    def __init__(self, keys: Sequence, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
-        order = sorted(range(len(keys)), key=lambda i: (keys[i] or (), i))
+    def __init__(
+        self, keys: Sequence, batch_size: int, rank: int = 0, world_size: int = 1, indices: Sequence[int] | None = None
+    ) -> None:
+        order = sorted(range(len(keys)) if indices is None else indices, key=lambda i: (keys[i] or (), i))
         batches = []
         for _, group in itertools.groupby(order, key=lambda i: keys[i]):
             group = list(group)
@@ -64,6 +76,26 @@ class ShapeBatchSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def shape_loader(
+    dataset: ScaledImages,
+    batch_size: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    indices: Sequence[int] | None = None,
+) -> DataLoader:
+    """This rank's share of `dataset` in batches of equal shapes."""
+    sampler = ShapeBatchSampler(dataset.shape_keys(), batch_size, rank, world_size, indices)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_by_shape,
+        worker_init_fn=loader_worker_init,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def collate_by_shape(items: list[dict | None]) -> dict:

@@ -35,6 +35,13 @@ TABLE_1: dict[str, tuple[str, ...]] = {
     "E":     ("3-64 x2",      "3-128 x2",  "3-256 x4",          "3-512 x4",          "3-512 x4"),
 }  # fmt: skip
 
+# Sec. 4.1's test of the 3x3 argument (Sec. 2.3): B with each pair of 3x3 convs replaced by one 5x5 conv (same
+# receptive field, fewer non-linearities, more weights), the same pools and head; a 5x5 conv keeps the size
+# (padding 2), as Table 1's convs do.
+SHALLOW_NETS: dict[str, tuple[str, ...]] = {
+    "B-shallow": ("5-64",      "5-128",     "5-256",             "5-512",             "5-512"),
+}  # fmt: skip
+
 # Chatfield et al. 2014, Table 1. One conv per block, so a cell can afford more words: "11-64/4 pad0" is an
 # 11x11 conv with 64 channels, stride 4, padding 0 (a conv without "pad" keeps the size, as in Table 1), and
 # "pool3/2" a 3x3 max-pool with stride 2, rounding up as Caffe does. The released VGG_CNN_S deploy prototxt
@@ -48,8 +55,10 @@ FAST_NETS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 CONFIGS: tuple[str, ...] = tuple(TABLE_1)
+SHALLOW_CONFIGS: tuple[str, ...] = tuple(SHALLOW_NETS)
 FAST_CONFIGS: tuple[str, ...] = tuple(FAST_NETS)
-ALL_CONFIGS: tuple[str, ...] = CONFIGS + FAST_CONFIGS
+ALL_CONFIGS: tuple[str, ...] = CONFIGS + SHALLOW_CONFIGS + FAST_CONFIGS
+_BY_KEY = {name.upper(): name for name in ALL_CONFIGS}
 FC_WIDTH = 4096
 INPUT_SIZE = 224
 INIT_SCHEMES = ("gaussian", "xavier", "kaiming")
@@ -57,15 +66,16 @@ _TABLE_1_POOL = "pool2/2"  # implicit at the end of every Table 1 block
 
 
 def canonical_config(name: str) -> str:
-    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name, 'vgg_f', 'VGG-F' -> 'VGG-F'; anything else is a ValueError
-    listing the choices."""
+    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name, 'b_shallow' -> 'B-shallow', 'vgg_f', 'VGG-F' -> 'VGG-F';
+    anything else is a ValueError listing the choices."""
     key = str(name).strip().upper().replace("_", "-")
-    if key not in ALL_CONFIGS:
+    if key not in _BY_KEY:
         raise ValueError(
-            f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1) or "
-            f"{', '.join(FAST_CONFIGS)} (Chatfield et al. 2014; also spelled vgg_f, vgg_m, vgg_s)"
+            f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1), "
+            f"{', '.join(SHALLOW_CONFIGS)} (Sec. 4.1) or {', '.join(FAST_CONFIGS)} (Chatfield et al. 2014; also "
+            f"spelled vgg_f, vgg_m, vgg_s)"
         )
-    return key
+    return _BY_KEY[key]
 
 
 @dataclass(frozen=True)
@@ -107,11 +117,12 @@ def blocks(config: str) -> list[list[Layer]]:
     config = canonical_config(config)
     if config in FAST_NETS:
         return [parse_block(spec) for spec in FAST_NETS[config]]
-    return [parse_block(f"{spec}, {_TABLE_1_POOL}") for spec in TABLE_1[config]]
+    table = SHALLOW_NETS if config in SHALLOW_NETS else TABLE_1
+    return [parse_block(f"{spec}, {_TABLE_1_POOL}") for spec in table[config]]
 
 
 def weight_layers(config: str) -> int:
-    """Table 1's depth: the conv layers plus the three FC layers (A 11, B 13, C and D 16, E 19)."""
+    """Table 1's depth: the conv layers plus the three FC layers (A 11, B 13, C and D 16, E 19; B-shallow 8)."""
     return sum(layer.kind == "conv" for block in blocks(config) for layer in block) + 3
 
 
@@ -147,7 +158,7 @@ def make_features(config: str, width: float = 1.0, in_channels: int = 3) -> nn.S
     return nn.Sequential(layers)
 
 
-def _out_side(module: nn.Module, side: int) -> int:
+def out_side(module: nn.Module, side: int) -> int:
     """PyTorch's output size of a conv or max-pool (Caffe's too), without running it; other layers keep it."""
     if not isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
         return side
@@ -166,7 +177,7 @@ def stage_sides(features: nn.Sequential, side: int) -> OrderedDict[str, int]:
     """The side of the map after every layer of `features` for a `side` x `side` input (0: the map is gone)."""
     sides: OrderedDict[str, int] = OrderedDict()
     for name, module in features.named_children():
-        side = _out_side(module, side)
+        side = out_side(module, side)
         sides[name] = side
     return sides
 
@@ -204,13 +215,15 @@ class ConvHead(nn.Module):
     def _layers(self):
         return ((self.fc6, True), (self.fc7, True), (self.fc8, False))
 
-    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+    def score_map(self, x: torch.Tensor, until_fc7: bool = False) -> torch.Tensor:
+        """The class score map; with `until_fc7`, the fc7 map after its ReLU (fc8 left out: Appendix B's
+        features)."""
         if min(x.shape[-2:]) < self.kernel:
             raise ValueError(
                 f"feature map {tuple(x.shape[-2:])} is smaller than fc6's {self.kernel}x{self.kernel} kernel: "
                 f"the input side must be at least {self.min_side} pixels"
             )
-        for conv, hidden in self._layers():
+        for conv, hidden in self._layers()[: 2 if until_fc7 else 3]:
             x = conv(x)
             if hidden:
                 x = self.dropout(F.relu(x, inplace=True))
@@ -270,6 +283,11 @@ class VGG(nn.Module):
         (`head.min_side`: a little less for F/M/S)."""
         return self.head.score_map(self.features(x))
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 4096, h, w): the fully-convolutional net up to fc7, after its ReLU, without fc8 (Appendix B's
+        image features, before any pooling), for any input side >= 224. Same layers as `score_map`."""
+        return self.head.score_map(self.features(x), until_fc7=True)
+
     def conv_layers(self) -> OrderedDict[str, nn.Conv2d]:
         """Every weight layer in order, named as in the paper (conv1_1 ... conv5_4, fc6, fc7, fc8; conv1 ... conv5,
         fc6, fc7, fc8 for the fast nets)."""
@@ -298,8 +316,8 @@ def init_weights(model: VGG, scheme: str = "gaussian", std: float = 0.01) -> Non
 
 
 def build_vgg(config: str, num_classes: int = 1000, width: float = 1.0, **kwargs) -> VGG:
-    """Build a Table 1 configuration ('A', 'A-LRN', 'B', 'C', 'D', 'E'; case-insensitive, 'A_LRN' accepted) or
-    a fast net of Chatfield et al. ('VGG-F', 'VGG-M', 'VGG-S'; also 'vgg_f', 'vgg_m', 'vgg_s').
+    """Build a Table 1 configuration ('A', 'A-LRN', 'B', 'C', 'D', 'E'; case-insensitive, 'A_LRN' accepted), Sec.
+    4.1's 'B-shallow' (B with a 5x5 conv for each pair of 3x3 convs) or a fast net of Chatfield et al. ('VGG-F', 'VGG-M', 'VGG-S'; also 'vgg_f', 'vgg_m', 'vgg_s').
 
     `width` multiplies every conv and FC width (1.0 is the paper; tests use narrow nets). Other keywords:
     `dropout` (0.5), `init` ('gaussian', 'xavier', 'kaiming') and `init_std` (0.01).

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .findings import is_transfer, shallow_table, transfer_table
 from .plots import plot_curves, plot_error_vs_depth
 from .runs import Run, collect, training_curve
 from .tables import CAPTION, markdown_table
@@ -36,19 +37,19 @@ def output_folder(out: Path | None) -> Path:
 
 
 def write_report(runs: list[Run], out: Path, sources: list[Path]) -> tuple[str, list[Path]]:
-    table = markdown_table(runs)
-    curves = {run.label: training_curve(run.run_dir) for run in runs}
-    plots = [p for p in (plot_error_vs_depth(runs, out), plot_curves(runs, curves, out)) if p is not None]
+    ranked = [r for r in runs if not is_transfer(r)]  # transfer runs have no errors: Table 11's section has them
+    sections = [s for s in (shallow_table(ranked), transfer_table(runs)) if s]
+    table = "\n\n".join(([markdown_table(ranked)] if ranked else []) + sections)
+    curves = {run.label: training_curve(run.run_dir) for run in ranked}
+    plots = [p for p in (plot_error_vs_depth(ranked, out), plot_curves(ranked, curves, out)) if p is not None]
     lines = [
         "# VGG runs against the paper",
         "",
         f"`python -m vgg_lightning.report {' '.join(map(str, sources))}`, {time.strftime('%Y-%m-%d %H:%M')}: "
         f"{len(runs)} runs, {sum(r.paper is not None for r in runs)} with paper figures.",
         "",
-        table,
-        "",
-        CAPTION,
-        "",
+        *([markdown_table(ranked), "", CAPTION, ""] if ranked else []),
+        *(f"{section}\n" for section in sections),
         *(f"![{p.stem.replace('_', ' ')}]({p.name})\n" for p in plots),
     ]
     (out / "report.md").write_text("\n".join(lines))

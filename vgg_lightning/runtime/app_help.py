@@ -9,6 +9,8 @@ from .config_files import choices, config_root
 TASKS = {
     "train": ("vgg_lightning.training.task", "train", "train a net with the paper's recipe, then test it (default)"),
     "eval": ("vgg_lightning.evaluation.task", "evaluate", "test trained weights with a protocol of Sec. 3.2"),
+    "features": ("vgg_lightning.evaluation.features", "extract_features", "fc7 descriptors of a data set (Appendix B)"),
+    "transfer": ("vgg_lightning.evaluation.transfer", "transfer", "linear SVMs on the descriptors, as Table 11"),
 }
 HIDDEN_GROUPS = {"hydra", "model_defaults", "paths", "local"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
@@ -20,6 +22,7 @@ EXAMPLES = (
     ("python -m vgg_lightning experiment=demo --cfg job", "print the composed config, run nothing"),
     ("python -m vgg_lightning experiment=demo debug=fdr", "one batch of training, validation and test"),
     ("python -m vgg_lightning -m hparams_search=optuna experiment=demo", "an Optuna search of lr, decay, dropout"),
+    ("python -m vgg_lightning task=features experiment=transfer/caltech101 ckpt_path=D.ckpt", "Appendix B features"),
 )
 
 

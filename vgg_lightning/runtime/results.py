@@ -1,4 +1,4 @@
-"""results.json: what a train or eval job found, in the keys other tools read (see the README)."""
+"""results.json: what a train, eval or transfer job found, in the keys other tools read (see the README)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import lightning as L
 from omegaconf import DictConfig
@@ -17,28 +18,39 @@ from .run_dir import RESULTS
 log = logging.getLogger(__name__)
 
 
-def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields) -> dict | None:
-    """results.json in the run dir, written by rank 0 only, atomically (a reader never sees half a file)."""
-    if not trainer.is_global_zero:
-        return None
-    results = {
+def job_results(cfg: DictConfig, started: float, **fields) -> dict:
+    """The fields of results.json: the job's task, config, experiment and data set (`fields` may name others),
+    what it found, its wall time and the paper's figures for it (the experiment's, unless `paper=` is given)."""
+    figures = fields.pop("paper") if "paper" in fields else container(cfg.paper) if cfg.get("paper") else None
+    return {
         "task": cfg.task,
         "config": cfg.model.config,
         "experiment": choice("experiment"),
         "dataset": choice("data"),
         **fields,
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
         "wall_time_s": round(time.time() - started, 1),
-        "paper": container(cfg.paper) if cfg.get("paper") else None,
+        "paper": figures,
     }
-    if trainer.fast_dev_run:  # debug=fdr: errors of one batch, not results to keep
-        log.info("fast_dev_run: no results.json (top-1 error of one batch: %.2f%%)", results["top1_error"])
-        return results
+
+
+def save_results(results: dict) -> Path:
+    """results.json in the run dir, atomically (a reader never sees half a file)."""
     path = output_dir() / RESULTS
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(staging, path)
+    return path
+
+
+def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields) -> dict | None:
+    """results.json of a train or eval job, written by rank 0 only."""
+    if not trainer.is_global_zero:
+        return None
+    results = job_results(cfg, started, **fields, epochs=trainer.current_epoch, steps=trainer.global_step)
+    if trainer.fast_dev_run:  # debug=fdr: errors of one batch, not results to keep
+        log.info("fast_dev_run: no results.json (top-1 error of one batch: %.2f%%)", results["top1_error"])
+        return results
+    path = save_results(results)
     log.info(
         "results: top-1 error %.2f%%, top-5 error %.2f%% -> %s", results["top1_error"], results["top5_error"], path
     )
