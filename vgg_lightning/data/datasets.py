@@ -84,6 +84,7 @@ class ImageFolder(Dataset):
     as uint8 CHW tensors: `train` views are random 224 crops at scale S, the others rescaled to Q (and
     centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation). With a
     list of Q (`test_scale=[256, 384, 512]`), an item holds `images`, one view per Q, from one decode.
+    `samples` ((path, label) pairs) replaces the folder's files: any images, e.g. those to classify.
 
     With `decode="device"`, a 224 view of a JPEG comes back undecoded, as the file's bytes and the view's
     plan, to be decoded with its batch on the training device (`device_decode`)."""
@@ -99,13 +100,17 @@ class ImageFolder(Dataset):
         seed: int = 0,
         on_corrupt: str = "skip",
         decode: str = "cpu",
+        samples: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         if decode not in DECODE_ON:
             raise ValueError(f"data.decode={decode!r}: choose one of {', '.join(DECODE_ON)}")
         self.bad_file = CorruptFiles(on_corrupt)
         self.root = os.path.join(root, split)
-        self.classes, self.class_to_idx = find_classes(self.root)
-        self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+        if samples is None:
+            self.classes, self.class_to_idx = find_classes(self.root)
+            self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+        else:  # given (path, label) pairs, e.g. the files to predict (label -1: unknown)
+            self.classes, self.class_to_idx, self.samples = [], {}, [(str(p), int(t)) for p, t in samples]
         self.targets = [target for _, target in self.samples]
         self.train, self.scale, self.center_crop = train, scale, center_crop
         self.single_scale = isinstance(test_scale, int)

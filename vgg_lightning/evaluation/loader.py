@@ -18,13 +18,21 @@ from ..data.transforms import rescaled_size
 
 class ScaledImages(Dataset):
     """The split's images, each rescaled (uncropped) to every Q in `scales`: items are
-    `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable."""
+    `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable. `samples`
+    ((path, label) pairs) replaces the split's files (see `ImageFolder`)."""
 
-    def __init__(self, root: str, scales: Sequence[int], split: str = "val", on_corrupt: str = "skip") -> None:
+    def __init__(
+        self,
+        root: str,
+        scales: Sequence[int],
+        split: str = "val",
+        on_corrupt: str = "skip",
+        samples: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         self.scales = [int(q) for q in scales]
         # a list of Q: each file is read and decoded once for all its views
         self.folder = ImageFolder(
-            root, split, train=False, test_scale=self.scales, center_crop=None, on_corrupt=on_corrupt
+            root, split, train=False, test_scale=self.scales, center_crop=None, on_corrupt=on_corrupt, samples=samples
         )
 
     def __len__(self) -> int:

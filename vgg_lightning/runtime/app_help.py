@@ -9,6 +9,7 @@ from .config_files import choices, config_root
 TASKS = {
     "train": ("vgg_lightning.training.task", "train", "train a net with the paper's recipe, then test it (default)"),
     "eval": ("vgg_lightning.evaluation.task", "evaluate", "test trained weights with a protocol of Sec. 3.2"),
+    "predict": ("vgg_lightning.evaluation.predict", "predict", "classify images (inputs=...): predictions.csv"),
 }
 HIDDEN_GROUPS = {"hydra", "model_defaults", "paths"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
@@ -17,6 +18,7 @@ EXAMPLES = (
     ("python -m vgg_lightning experiment=table3/D_jitter", "one row of Table 3 with the paper's settings"),
     ("python -m vgg_lightning -m model=A,B,C,D,E", "a depth sweep (or +sweep=depth)"),
     ("python -m vgg_lightning task=eval eval=dense ckpt_path=RUN/checkpoints/last.ckpt", "dense evaluation"),
+    ("python -m vgg_lightning task=predict ckpt_path=RUN/checkpoints/last.ckpt inputs=photos/", "class names, top 5"),
     ("python -m vgg_lightning experiment=demo --cfg job", "print the composed config, run nothing"),
 )
 
