@@ -73,9 +73,7 @@ def test_torchvision_state_dict_through_the_cli(ckpt, tmp_path, cli_env):
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_a_failed_check_writes_nothing_and_onnx_without_its_packages_says_what_to_install(
-    ckpt, tmp_path, monkeypatch
-):
+def test_a_failed_check_writes_nothing_and_onnx_without_its_packages_says_what_to_install(ckpt, tmp_path, monkeypatch):
     import vgg_lightning.export as exporter
 
     monkeypatch.setattr(exporter, "run_torchscript", lambda path, x: torch.jit.load(path)(x) + 1.0)

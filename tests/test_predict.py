@@ -90,3 +90,23 @@ def test_predict_with_torchvision_weights_names_imagenet_classes(demo_root, cli_
     rows = read_predictions(run_dir)
     assert [row["path"] for row in rows] == input_files(pattern) and len(rows) == 4
     assert {row["class"] for row in rows} <= set(imagenet_categories()) and len(rows[0]) == 11  # top 5
+
+
+def readme_python_api() -> str:
+    """The README's "From Python" block, as written."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("**From Python**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) < 10  # "in under ten lines"
+    return block
+
+
+def test_the_readme_python_api_runs_as_written(trained, demo_root, capsys):
+    image = sorted(Path(demo_root, "val", "disc_red").glob("*.JPEG"))[0]
+    code = readme_python_api()
+    code = code.replace("outputs/train/<date>/<time>/checkpoints/last.ckpt", str(trained))
+    code = code.replace('"photo.jpg"', f'"{image}"')
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(line.split(":")[0] in DEMO_CLASSES for line in printed)
+    expected = Predictor.from_checkpoint(str(trained), protocol="dense")(str(image), k=3)
+    assert printed == [f"{name}: {p:.3f}" for name, p in expected]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import VGG, TORCHVISION, from_torchvision, to_torchvision
+from .models import TORCHVISION, VGG, from_torchvision, to_torchvision
 from .models.interop import TORCHVISION_NAMES
 from .runtime.checkpoints import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
 

@@ -142,7 +142,9 @@ def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k
         for group_probs, indices in batch:
             probs.update(zip(indices.tolist(), group_probs))
     if len(probs) < len(files):
-        log.warning("%d of %d files could not be read: left out of %s", len(files) - len(probs), len(files), PREDICTIONS)
+        log.warning(
+            "%d of %d files could not be read: left out of %s", len(files) - len(probs), len(files), PREDICTIONS
+        )
     order = sorted(probs)
     top = predictor.top_k(torch.stack([probs[i] for i in order]), k) if order else []
     rows = []
