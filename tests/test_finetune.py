@@ -90,7 +90,8 @@ def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli
         "optim.head_lr=0.05", "trainer.gradient_clip_val=1.0", "logger=csv", f"hydra.run.dir={run_dir}",
         env=cli_env, cwd=tmp_path,
     )  # fmt: skip
-    assert "left as initialised: fc8 (fc8: a new 4-class layer, the checkpoint's has 8 classes)" in result.stderr
+    log = result.stdout + result.stderr
+    assert "left as initialised: fc8 (fc8: a new 4-class layer, the checkpoint's has 8 classes)" in log
     tuned = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert tuned["state_dict"]["net.head.fc8.weight"].shape[0] == 4
     assert tuned["hyper_parameters"]["classes"] == sorted(SUBSET)
