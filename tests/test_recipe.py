@@ -143,10 +143,22 @@ def test_a_checkpoint_that_does_not_fit_names_the_layer_and_why():
     before = weights(e)
     with pytest.raises(WarmStartError, match=r"conv1_1 of config E .* \(4, 3, 3, 3\).*model.width=0.125"):
         warm_start_from(e, build_vgg("A", num_classes=4, width=0.125))
-    with pytest.raises(WarmStartError, match="fc8 .*trained on 8 classes, this run has 4"):
-        warm_start_from(e, build_vgg("A", num_classes=8, width=WIDTH))
     for name, weight in weights(e).items():  # checked before anything is copied
         torch.testing.assert_close(weight, before[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("source_config", ["A", "E"])
+def test_a_checkpoint_of_another_class_count_gives_everything_but_fc8(source_config, caplog):
+    """Fine-tuning onto a data set with other classes: fc8 is a new layer, the rest is copied, the log says so."""
+    e = build_vgg("E", num_classes=4, width=WIDTH)
+    fc8 = e.head.fc8.weight.detach().clone()
+    source = build_vgg(source_config, num_classes=8, width=WIDTH, init="xavier")
+    with caplog.at_level("INFO"):
+        mapping = warm_start_from(e, source)
+    assert "fc8" not in mapping and {"conv1_1", "fc6", "fc7"} <= set(mapping)
+    torch.testing.assert_close(e.head.fc8.weight, fc8, rtol=0, atol=0)  # as initialised
+    torch.testing.assert_close(e.head.fc7.weight, source.head.fc7.weight, rtol=0, atol=0)
+    assert "fc8: a new 4-class layer, the checkpoint's has 8 classes" in caplog.text
 
 
 def two_images():

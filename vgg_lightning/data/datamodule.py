@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from .datasets import CorruptFiles, ImageFolder, collate, validate_layout
 from .device_decode import decode_batch
 from .sampling import EpochSampler
-from .transforms import CROP, BatchNormalizer, parse_scale
+from .transforms import CROP, BatchNormalizer, default_test_scale, parse_scale
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class ImageNetDataModule(L.LightningDataModule):
         self.root = str(root)
         self.splits = tuple(splits)  # those checked before any work: an evaluation needs only val/
         self.train_scale = parse_scale(scale_range if str(scale).lower() == "jitter" else scale)
-        self.test_scale = int(test_scale) if test_scale else (self.train_scale[0] + self.train_scale[1]) // 2
+        self.test_scale = int(test_scale) if test_scale else default_test_scale(self.train_scale)
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.max_device_batch = max_device_batch
         self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory

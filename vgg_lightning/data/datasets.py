@@ -84,6 +84,7 @@ class ImageFolder(Dataset):
     as uint8 CHW tensors: `train` views are random 224 crops at scale S, the others rescaled to Q (and
     centre-cropped unless `center_crop` is None, which keeps the full image for dense evaluation). With a
     list of Q (`test_scale=[256, 384, 512]`), an item holds `images`, one view per Q, from one decode.
+    `samples` ((path, label) pairs) replaces the folder's files: any images, e.g. those to classify.
 
     With `decode="device"`, a 224 view of a JPEG comes back undecoded, as the file's bytes and the view's
     plan, to be decoded with its batch on the training device (`device_decode`)."""
@@ -108,8 +109,8 @@ class ImageFolder(Dataset):
         if samples is None:
             self.classes, self.class_to_idx = find_classes(self.root)
             self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
-        else:  # (path, target) pairs of another layout (VOC, Caltech: data/readers.py)
-            self.classes, self.class_to_idx, self.samples = [], {}, list(samples)
+        else:  # (path, label) pairs of another layout (VOC, Caltech: data/readers.py; files to predict: label -1)
+            self.classes, self.class_to_idx, self.samples = [], {}, [(str(p), int(t)) for p, t in samples]
         self.targets = [target for _, target in self.samples]
         self.train, self.scale, self.center_crop = train, scale, center_crop
         self.single_scale = isinstance(test_scale, int)

@@ -44,6 +44,12 @@ def parse_scale(scale) -> tuple[int, int]:
     return low, high
 
 
+def default_test_scale(train_scale) -> int:
+    """Q when none is given: S for a fixed S, the middle of the range for jittering (the paper's 384)."""
+    low, high = parse_scale(train_scale)
+    return (low + high) // 2
+
+
 def rescaled_size(height: int, width: int, side: int) -> tuple[int, int]:
     """The size after an isotropic rescale to shorter side `side`, rounded as torchvision's `Resize(side)`."""
     if height <= width:

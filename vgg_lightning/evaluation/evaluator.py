@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 class Evaluator(L.LightningModule):
     """Runs a protocol over a split with `trainer.test(evaluator)`; `errors` holds the top-1 / top-5 errors
-    (percent, over all ranks) and the number of images counted, once the test epoch has ended."""
+    (percent, over all ranks) and the number of images counted, once the test epoch has ended. With `samples`
+    (any image files), `trainer.predict(evaluator)` gives their posteriors instead (task=predict)."""
 
     def __init__(
         self,
@@ -41,13 +42,14 @@ class Evaluator(L.LightningModule):
         on_corrupt: str = "skip",
         split: str = "val",
         channels_last: bool = False,
+        samples: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         super().__init__()
         self.protocol = check_protocol(protocol)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.nets = nn.ModuleList(net.to(memory_format=self.memory_format) for net in nets)
         self.normalizer = BatchNormalizer(normalize)
-        self.dataset = ScaledImages(root, scales, split, on_corrupt)
+        self.dataset = ScaledImages(root, scales, split, on_corrupt, samples)
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
         self.metrics = error_metrics(nets[0].num_classes)
         self.images = SumMetric()
@@ -58,6 +60,13 @@ class Evaluator(L.LightningModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.trainer.global_rank, self.trainer.world_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.trainer.global_rank, self.trainer.world_size)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """task=predict (`trainer.predict(evaluator)`): (posterior, dataset indices) per group of equal shapes."""
+        return [(probs.float().cpu(), indices) for probs, _, indices in self.group_posteriors(batch)]
 
     def group_posteriors(self, batch: dict):
         """(posterior, labels, indices) per group of equal shapes."""

@@ -19,7 +19,8 @@ from ..data.transforms import rescaled_size
 
 class ScaledImages(Dataset):
     """The split's images, each rescaled (uncropped) to every Q in `scales`: items are
-    `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable."""
+    `{"images": [one (3, H_q, W_q) uint8 tensor per Q], "label", "index"}`, or None when unreadable. `samples`
+    ((path, label) pairs) replaces the split's files (see `ImageFolder`)."""
 
     def __init__(
         self,

@@ -16,34 +16,45 @@ from ..runtime.checkpoints import (
     read_checkpoint,
     read_vgg_checkpoint,
 )
+from ..runtime.job import asked_model_keys
 from ..runtime.results import write_results
 from ..runtime.trainer import build_trainer
 from .evaluator import run_evaluation, test_scales
 
 
-def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[str]]:
-    """(nets, their training scales, where their weights came from) for this eval run."""
-    if cfg.weights:
-        if cfg.weights != "torchvision":
-            raise ValueError(f"weights={cfg.weights!r}: the only choice is torchvision (or ckpt_path=... for our own)")
-        if cfg.data.normalize != "torchvision":
-            raise ValueError("torchvision's weights expect its mean/std input scaling: add data.normalize=torchvision")
-        path = torchvision_weights_path(cfg.model.config, cfg.weights_path)
-        net = from_torchvision(read_checkpoint(path), cfg.model.config)
-        if net.num_classes != num_classes:
-            raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data {num_classes}")
-        return [net], [None], [path]
+def torchvision_net(cfg: DictConfig, normalize: str | None = None) -> tuple[VGG, str]:
+    """`weights=torchvision`: torchvision's vgg11/13/16/19 for model=A|B|D|E, and the file it came from."""
+    if cfg.weights != "torchvision":
+        raise ValueError(f"weights={cfg.weights!r}: the only choice is torchvision (or ckpt_path=... for our own)")
+    if (normalize or cfg.data.normalize) != "torchvision":
+        raise ValueError("torchvision's weights expect its mean/std input scaling: add data.normalize=torchvision")
+    path = torchvision_weights_path(cfg.model.config, cfg.weights_path)
+    return from_torchvision(read_checkpoint(path), cfg.model.config), path
+
+
+def load_checkpoints(cfg: DictConfig, num_classes: int | None = None) -> tuple[list[dict], list[str]]:
+    """The checked checkpoints of ckpt_path and eval.ensemble, and their paths. The net is the checkpoint's:
+    only a config or width given on the command line must match it."""
     paths = [str(p) for p in [cfg.ckpt_path, *(cfg.eval.ensemble or [])] if p]
     if not paths:
         raise CheckpointError(
-            "task=eval needs the weights to test: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
+            f"task={cfg.get('task', 'eval')} needs the weights to use: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
             "eval.ensemble=[a.ckpt,b.ckpt], or torchvision's: model=D weights=torchvision data.normalize=torchvision"
         )
     # one net must be the one this run names; an ensemble may mix configs (D+E). Each file is read once.
     if len(paths) == 1:
-        checkpoints = [check_checkpoint(paths[0], cfg.model, num_classes)]
-    else:
-        checkpoints = [read_vgg_checkpoint(path, num_classes) for path in paths]
+        return [check_checkpoint(paths[0], cfg.model, num_classes, keys=asked_model_keys())], paths
+    return [read_vgg_checkpoint(path, num_classes) for path in paths], paths
+
+
+def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[str]]:
+    """(nets, their training scales, where their weights came from) for this eval run."""
+    if cfg.weights:
+        net, path = torchvision_net(cfg)
+        if net.num_classes != num_classes:
+            raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data {num_classes}")
+        return [net], [None], [path]
+    checkpoints, paths = load_checkpoints(cfg, num_classes)
     nets, scales = zip(*map(net_from_checkpoint, checkpoints))
     return list(nets), list(scales), paths
 

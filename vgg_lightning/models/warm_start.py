@@ -12,6 +12,9 @@ the names, which are also the only places where the shapes fit:
 
 (conv1_2, conv2_2, conv3_3, ... keep `model.init`). A checkpoint of the same configuration (S=384 from
 S=256, the jittered run from S=384) gives every layer.
+
+Fine-tuning: a checkpoint trained on another number of classes gives every mapped layer but fc8, which keeps
+`model.init` (a new classifier for the new classes).
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ class WarmStartError(ValueError):
     """A checkpoint that cannot initialise this net; the message names the layer and the reason."""
 
 
-def layer_mapping(source_config: str, target: VGG) -> OrderedDict[str, str]:
-    """target layer -> the checkpoint's layer it is copied from."""
+def layer_mapping(source_config: str, target: VGG, source_classes: int | None = None) -> OrderedDict[str, str]:
+    """target layer -> the checkpoint's layer it is copied from (no fc8 from a net of another class count)."""
     if canonical_config(source_config) == target.config:
         names = list(target.conv_layers())
     else:
         names = [name for name in target.conv_layers() if name in WARM_START_LAYERS]
+    if source_classes not in (None, target.num_classes):
+        names.remove("fc8")
     return OrderedDict((name, name) for name in names)
 
 
@@ -74,7 +79,7 @@ def warm_start(net: VGG, state_dict: Mapping, source: Mapping, path: str = "<che
     into `net`, leaving the others as initialised; every layer is checked before any is copied. Returns and
     logs the mapping."""
     source_config = source["config"]
-    mapping = layer_mapping(source_config, net)
+    mapping = layer_mapping(source_config, net, source.get("num_classes"))
     layers, targets = checkpoint_layers(state_dict), net.conv_layers()
     for name, source_name in mapping.items():
         if source_name not in layers:
@@ -90,12 +95,16 @@ def warm_start(net: VGG, state_dict: Mapping, source: Mapping, path: str = "<che
             targets[name].weight.copy_(layers[source_name]["weight"])
             targets[name].bias.copy_(layers[source_name]["bias"])
     kept = [name for name in targets if name not in mapping]
+    new_head = "fc8" not in mapping and source.get("num_classes") not in (None, net.num_classes)
     log.info(
-        "warm start of %s from %s (config %s): %s; left as initialised: %s",
+        "warm start of %s from %s (config %s): %s; left as initialised: %s%s",
         net.config,
         path,
         canonical_config(source_config),
         ", ".join(f"{n} <- {s}" for n, s in mapping.items()),
         ", ".join(kept) or "none",
+        f" (fc8: a new {net.num_classes}-class layer, the checkpoint's has {source['num_classes']} classes)"
+        if new_head
+        else "",
     )
     return mapping

@@ -11,6 +11,7 @@ TASKS = {
     "eval": ("vgg_lightning.evaluation.task", "evaluate", "test trained weights with a protocol of Sec. 3.2"),
     "features": ("vgg_lightning.evaluation.features", "extract_features", "fc7 descriptors of a data set (Appendix B)"),
     "transfer": ("vgg_lightning.evaluation.transfer", "transfer", "linear SVMs on the descriptors, as Table 11"),
+    "predict": ("vgg_lightning.evaluation.predict", "predict", "classify images (inputs=...): predictions.csv"),
 }
 HIDDEN_GROUPS = {"hydra", "model_defaults", "paths", "local"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
@@ -19,6 +20,7 @@ EXAMPLES = (
     ("python -m vgg_lightning experiment=table3/D_jitter", "one row of Table 3 with the paper's settings"),
     ("python -m vgg_lightning -m model=A,B,C,D,E", "a depth sweep (or +sweep=depth)"),
     ("python -m vgg_lightning task=eval eval=dense ckpt_path=RUN/checkpoints/last.ckpt", "dense evaluation"),
+    ("python -m vgg_lightning task=predict ckpt_path=RUN/checkpoints/last.ckpt inputs=photos/", "class names, top 5"),
     ("python -m vgg_lightning experiment=demo --cfg job", "print the composed config, run nothing"),
     ("python -m vgg_lightning experiment=demo debug=fdr", "one batch of training, validation and test"),
     ("python -m vgg_lightning -m hparams_search=optuna experiment=demo", "an Optuna search of lr, decay, dropout"),

@@ -58,18 +58,28 @@ def checkpoint_spec(checkpoint: Mapping) -> dict:
     return settings_spec(hparams["model"], hparams["num_classes"])
 
 
-def check_checkpoint(path: str, model: Mapping, num_classes: int | None = None) -> dict:
-    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for; returns it."""
+def check_checkpoint(
+    path: str, model: Mapping, num_classes: int | None = None, keys: tuple[str, ...] = ("config", "width")
+) -> dict:
+    """Refuse, before any work, a checkpoint whose net differs from the one this run asks for in `keys` (a task
+    that takes its net from the checkpoint asks only for what its command line gave); returns it."""
     checkpoint = read_vgg_checkpoint(path, num_classes)
     found = checkpoint_spec(checkpoint)
-    asked = settings_spec(model, found["num_classes"])
-    if found != asked:
-        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in asked if found[k] != asked[k])
+    asked = {**found, **settings_spec(model, found["num_classes"])} if keys else found
+    if any(found[k] != asked[k] for k in keys):
+        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in keys if found[k] != asked[k])
         raise CheckpointError(
             f"checkpoint {path!r} holds another net: {differences}. Pass model={found['config']} "
             f"model.width={found['width']} (or the right checkpoint)"
         )
     return checkpoint
+
+
+def checkpoint_classes(checkpoint: Mapping) -> list[str]:
+    """The class names a checked checkpoint was trained on (its data's, see `data.classes`); a checkpoint of
+    an older version, which kept none, has its labels' numbers."""
+    hparams = checkpoint["hyper_parameters"]
+    return list(hparams.get("classes") or map(str, range(hparams["num_classes"])))
 
 
 def net_state(checkpoint: Mapping) -> dict[str, torch.Tensor]:

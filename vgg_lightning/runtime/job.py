@@ -20,3 +20,20 @@ def choice(group: str) -> str | None:
 
 def container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def command_line_keys() -> set[str]:
+    """The keys this run's command line set: `model=A` sets `model`, `model.width=0.5` sets `model.width`."""
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+
+
+def asked_model_keys() -> tuple[str, ...]:
+    """Which of a net's settings (config, width) the command line gave: a task that takes its net from a
+    checkpoint refuses a checkpoint that differs in these, and takes the rest from it. Outside a Hydra app
+    (a config built in Python) every setting counts as given."""
+    if not HydraConfig.initialized():
+        return ("config", "width")
+    keys = command_line_keys()
+    return tuple(
+        name for name, given in (("config", {"model", "model.config"}), ("width", {"model.width"})) if keys & given
+    )

@@ -16,6 +16,7 @@ from ..models import from_settings
 from ..runtime.speed import switched_on
 
 log = logging.getLogger(__name__)
+FREEZE = (None, "features")  # model.freeze: nothing, or every conv layer (the head trains alone)
 
 
 class PlateauSchedule(ReduceLROnPlateau):
@@ -38,13 +39,33 @@ class VGGClassifier(L.LightningModule):
 
     `model` holds the net's settings (config, width, dropout, init, init_std; the rest of `conf/model` is
     used by the training script); `optim` the optimiser's and the schedule's. Both are saved in the
-    checkpoint, which therefore rebuilds its own net; so is `train_scale` (S), for the results of a later eval.
+    checkpoint, which therefore rebuilds its own net; so are `train_scale` (S), for the results of a later eval,
+    and what a prediction needs without the data: the class names (`classes`, and ImageNet's `wnids`), the
+    input scaling (`normalize`) and the test scale Q (`test_scale`).
+
+    `model.freeze=features` trains the head only (fc6-fc8, for fine-tuning); `optim.head_lr` gives the head its
+    own learning rate (null: `optim.lr`).
     """
 
-    def __init__(self, model: Mapping, optim: Mapping, num_classes: int = 1000, train_scale=None) -> None:
+    def __init__(
+        self,
+        model: Mapping,
+        optim: Mapping,
+        num_classes: int = 1000,
+        train_scale=None,
+        classes: list[str] | None = None,
+        wnids: list[str] | None = None,
+        normalize: str | None = None,
+        test_scale: int | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = from_settings(model, num_classes)
+        freeze = model.get("freeze")
+        if freeze not in FREEZE:
+            raise ValueError(f"model.freeze={freeze!r}: choose one of {', '.join(map(str, FREEZE))}")
+        if freeze == "features":
+            self.net.features.requires_grad_(False)
         # No per-step reads of device values between logging intervals (each would be a host-device sync that
         # drains the GPU's launch queue): the training labels are our loader's, so torchmetrics need not check
         # them (a torch.unique), and a count of skipped files is never NaN (its NaN check is an `if tensor.any()`).
@@ -98,8 +119,13 @@ class VGGClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.hparams.optim
+        head_lr = optim.get("head_lr") or optim["lr"]
+        groups = [
+            {"params": [p for p in part.parameters() if p.requires_grad], "lr": lr}
+            for part, lr in ((self.net.features, optim["lr"]), (self.net.head, head_lr))
+        ]
         optimizer = torch.optim.SGD(
-            self.parameters(),
+            [group for group in groups if group["params"]],  # frozen features: the head's group alone
             lr=optim["lr"],
             momentum=optim["momentum"],
             weight_decay=optim["weight_decay"],
@@ -117,4 +143,7 @@ class VGGClassifier(L.LightningModule):
         if scheduler is not None and scheduler.decreases > self.hparams.optim["max_decreases"]:
             log.info("validation error plateaued after %d lr decreases: stopping", scheduler.decreases - 1)
             self.trainer.should_stop = True
-        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True)
+        groups = self.optimizers().param_groups
+        self.log("lr", groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True)
+        if len(groups) > 1 and groups[1]["lr"] != groups[0]["lr"]:
+            self.log("head_lr", groups[1]["lr"], on_step=False, on_epoch=True)

@@ -10,8 +10,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ..data.classes import class_names
 from ..data.datamodule import batch_plan
 from ..evaluation.evaluator import run_evaluation
+from ..evaluation.task import torchvision_net
 from ..models.warm_start import warm_start
 from ..paper import parent
 from ..runtime.checkpoints import check_checkpoint, checkpoint_spec, net_state, read_vgg_checkpoint, resume_path
@@ -56,6 +58,22 @@ def warn_if_cold(cfg: DictConfig) -> None:
         )
 
 
+def initial_weights(cfg: DictConfig) -> tuple[dict, dict, str] | None:
+    """(state dict, its net's spec, path) that the net starts from: a checkpoint of ours (model.init_from) or
+    torchvision's file (weights=torchvision); None: model.init. Read and checked before any work."""
+    if cfg.weights and cfg.model.init_from:
+        raise ValueError(
+            f"weights={cfg.weights} and model.init_from={cfg.model.init_from}: the net starts from one of them"
+        )
+    if cfg.weights:
+        net, path = torchvision_net(cfg)
+        return net.state_dict(), net.spec(), path
+    if cfg.model.init_from:
+        source = read_vgg_checkpoint(cfg.model.init_from)
+        return net_state(source), checkpoint_spec(source), cfg.model.init_from
+    return None
+
+
 def train(cfg: DictConfig) -> dict | None:
     started = time.time()
     L.seed_everything(cfg.seed, workers=True)
@@ -64,21 +82,24 @@ def train(cfg: DictConfig) -> dict | None:
     ckpt_path = resume_path(cfg.ckpt_path, output_dir())
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, cfg.model, num_classes)
+    classes, wnids = class_names(datamodule.classes())
     module = VGGClassifier(
         model=container(cfg.model),
         optim=container(cfg.optim),
         num_classes=num_classes,
         train_scale=datamodule.scale_label,
+        classes=classes,
+        wnids=wnids,
+        normalize=datamodule.normalizer.normalize,
+        test_scale=datamodule.test_scale,
     )
-    if cfg.model.init_from and ckpt_path is None:
-        source = read_vgg_checkpoint(cfg.model.init_from)
-        warm_start(module.net, net_state(source), checkpoint_spec(source), cfg.model.init_from)
-    elif not cfg.model.init_from:
+    initial = initial_weights(cfg)
+    if initial and ckpt_path is None:
+        warm_start(module.net, *initial)
+    elif not initial:
         warn_if_cold(cfg)
     else:
-        log.info(
-            "resuming from %s: model.init_from (%s) was applied when this run began", ckpt_path, cfg.model.init_from
-        )
+        log.info("resuming from %s: the initial weights (%s) were applied when this run began", ckpt_path, initial[2])
     trainer = build_trainer(cfg)
     accumulate_to_global_batch(trainer, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
