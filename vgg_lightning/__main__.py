@@ -16,12 +16,12 @@ from .runtime.config_files import primary_config_dir, register_groups
 from .runtime.launch import check_multirun, rank_consistent_overrides
 from .runtime.quiet import quiet_libraries
 from .runtime.resolvers import register_resolvers
+from .runtime.run_dir import ONE_LINE_ERRORS
 from .tracking.runs import finish_wandb
 
 register_resolvers()
 register_groups()
 PACKAGE = str(Path(__file__).resolve().parent)
-ONE_LINE_ERRORS = "VGG_LIGHTNING_ONE_LINE_ERRORS"  # set by cli(): Hydra's HYDRA_FULL_ERROR was not the user's
 
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
     check_multirun(cfg)
+    check_settings(cfg)
     module, function, _ = TASKS[cfg.task]
     task = getattr(importlib.import_module(module), function)
     quiet_libraries()  # once Lightning is imported: it sets up its own log handler then
@@ -36,6 +37,22 @@ def main(cfg: DictConfig) -> None:
         return task(cfg)
     finally:
         finish_wandb()
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Every value a user can mistype, refused before any work (each room checks its own)."""
+    from .data.datamodule import check_data_settings
+    from .evaluation.protocols import check_eval_settings
+    from .models import check_model_settings
+
+    check_model_settings(cfg.model)
+    check_data_settings(cfg.data)
+    if cfg.task in ("train", "eval"):
+        check_eval_settings(cfg.eval)
+    if cfg.task == "train":
+        from .training.module import check_optim_settings
+
+        check_optim_settings(cfg.optim)
 
 
 def user_error(error: BaseException) -> str | None:
@@ -61,7 +78,7 @@ def user_error(error: BaseException) -> str | None:
 
 def cli() -> None:
     """The app, with one-line errors: Hydra is asked to pass every error up (HYDRA_FULL_ERROR), and those the
-    user can fix are printed as one message (no traceback) with exit code 2. HYDRA_FULL_ERROR=1 set by the
+    user can fix are printed as one message (no traceback), exit code 1. HYDRA_FULL_ERROR=1 set by the
     user shows every traceback, as Hydra does."""
     sys.argv.extend(rank_consistent_overrides(sys.argv[1:]))
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
@@ -74,8 +91,7 @@ def cli() -> None:
         message = user_error(error)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(f"error: {message}")
 
 
 if __name__ == "__main__":

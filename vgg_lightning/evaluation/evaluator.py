@@ -41,20 +41,23 @@ class Evaluator(L.LightningModule):
         on_corrupt: str = "skip",
         split: str = "val",
         channels_last: bool = False,
+        max_pixels: int | None = None,
+        max_aspect: float | None = None,
     ) -> None:
         super().__init__()
         self.protocol = check_protocol(protocol)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.nets = nn.ModuleList(net.to(memory_format=self.memory_format) for net in nets)
         self.normalizer = BatchNormalizer(normalize)
-        self.dataset = ScaledImages(root, scales, split, on_corrupt)
+        self.dataset = ScaledImages(root, scales, split, on_corrupt, max_aspect)
+        self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
         self.metrics = error_metrics(nets[0].num_classes)
         self.images = SumMetric()
         self.errors: dict = {}
 
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
-        sampler = ShapeBatchSampler(self.dataset.shape_keys(), self.batch_size, rank, world_size)
+        sampler = ShapeBatchSampler(self.dataset.shape_keys(), self.batch_size, rank, world_size, self.max_pixels)
         return DataLoader(
             self.dataset,
             batch_sampler=sampler,
@@ -97,6 +100,8 @@ class Evaluator(L.LightningModule):
         # compute() sums the counts over the ranks: every rank gets the errors of the whole split
         self.errors = {name: round(float(metric.compute()), 3) for name, metric in self.metrics.items()}
         self.errors["images"] = int(self.images.compute())
+        bounds = {"max_pixels": self.max_pixels, "max_aspect": self.max_aspect}
+        self.memory_bounds = {**bounds, "aspect_cropped": self.dataset.aspect_cropped}
         for name, value in self.errors.items():
             self.log(f"test/{name}", float(value))
         if self.trainer.is_global_zero:
@@ -135,6 +140,13 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         num_workers=datamodule.num_workers,
         on_corrupt=datamodule.on_corrupt,
         channels_last=switched_on(channels_last),
+        max_pixels=eval_cfg.get("max_pixels"),
+        max_aspect=eval_cfg.get("max_aspect"),
     )
     trainer.test(evaluator, verbose=False)
-    return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}
+    return {
+        "test_scales": scales,
+        "protocol": eval_cfg.protocol,
+        **evaluator.errors,
+        "memory_bounds": evaluator.memory_bounds,
+    }

@@ -12,6 +12,7 @@ from .vgg import (
     canonical_config,
     count_parameters,
     flops_per_image,
+    check_model_settings,
     from_settings,
     settings_spec,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "canonical_config",
     "count_parameters",
     "flops_per_image",
+    "check_model_settings",
     "from_settings",
     "from_torchvision",
     "settings_spec",

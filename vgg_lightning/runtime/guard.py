@@ -5,6 +5,7 @@ changed anything, the run dir's `.hydra/` put back as it was (the dir keeps desc
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -13,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .run_dir import RunDirLock, check_fresh_run, finished_files, is_launch_leader, remove_partial_saves
+from .run_dir import ONE_LINE_ERRORS, RunDirError, RunDirLock, check_fresh_run, finished_files, is_launch_leader, remove_partial_saves
 
 
 class RunDirGuard(Callback):
@@ -24,8 +25,18 @@ class RunDirGuard(Callback):
         self.finished: dict[Path, int] = {}
 
     def _claim(self, run_dir: Path, config: DictConfig) -> None:
+        """Hydra turns a callback's Exception into a warning and goes on: a refusal must exit."""
         if not is_launch_leader():  # the other ranks work in the dir their rank 0 holds
             return
+        try:
+            self._lock_and_check(run_dir, config)
+        except RunDirError as error:
+            if os.environ.get(ONE_LINE_ERRORS) != "1":  # the user's HYDRA_FULL_ERROR=1: the traceback
+                traceback.print_exception(error)
+                raise SystemExit(1) from error
+            raise SystemExit(f"error: {error}") from None
+
+    def _lock_and_check(self, run_dir: Path, config: DictConfig) -> None:
         self.run_dir = run_dir
         self.lock = RunDirLock(run_dir)
         self.lock.acquire()

@@ -10,6 +10,7 @@ import time
 import lightning as L
 from omegaconf import DictConfig
 
+from .. import paper
 from ..tracking.runs import log_results
 from .job import choice, container, output_dir
 from .run_dir import RESULTS
@@ -30,8 +31,10 @@ def write_results(trainer: L.Trainer, cfg: DictConfig, started: float, **fields)
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "wall_time_s": round(time.time() - started, 1),
-        "paper": container(cfg.paper) if cfg.get("paper") else None,
     }
+    # the paper's figures only for a run on its data: a demo run set against them would give a bogus delta
+    ilsvrc = paper.on_ilsvrc2012(results["dataset"], results.get("num_classes"))
+    results["paper"] = container(cfg.paper) if cfg.get("paper") and ilsvrc else None
     path = output_dir() / RESULTS
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(results, indent=2) + "\n")

@@ -44,6 +44,7 @@ LOCK = ".lock"
 PREVIOUS = "previous-"  # `move_aside=true` puts an old run's files into <dir>/previous-<time>/
 PARTIAL = ".partial-"  # a checkpoint being written (runtime.saving): no Lightning rule reads such a name
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by Lightning, torchrun, srun
+ONE_LINE_ERRORS = "VGG_LIGHTNING_ONE_LINE_ERRORS"  # set by the CLI when the user did not ask for tracebacks
 WRITES_RESULTS = ("train", "eval")  # the tasks that write checkpoints or results.json into their run dir
 
 
