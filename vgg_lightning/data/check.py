@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from rich.console import Console
 from rich.progress import track
+
 from .datasets import image_files, split_samples
 from .decode import check_file
 

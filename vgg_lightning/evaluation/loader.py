@@ -90,8 +90,8 @@ class ShapeBatchSampler(Sampler):
     ) -> None:
         order = sorted(range(len(keys)), key=lambda i: (keys[i] or (), i))
         batches = []
-        for key, group in itertools.groupby(order, key=lambda i: keys[i]):
-            group, size = list(group), images_per_batch(key, batch_size, max_pixels)
+        for key, members in itertools.groupby(order, key=lambda i: keys[i]):
+            group, size = list(members), images_per_batch(key, batch_size, max_pixels)
             batches += [group[k : k + size] for k in range(0, len(group), size)]
         self.batches = batches[rank::world_size]
 

@@ -10,9 +10,9 @@ from .vgg import (
     VGG,
     build_vgg,
     canonical_config,
+    check_model_settings,
     count_parameters,
     flops_per_image,
-    check_model_settings,
     from_settings,
     settings_spec,
 )

@@ -320,7 +320,10 @@ def check_model_settings(model: Mapping) -> None:
     would do)."""
     canonical_config(model.get("config", "D"))
     rules = {
-        "width": (lambda w: _is_number(w) and 0 < w <= 8, "a positive multiplier of the widths, up to 8 (1.0: the paper)"),
+        "width": (
+            lambda w: _is_number(w) and 0 < w <= 8,
+            "a positive multiplier of the widths, up to 8 (1.0: the paper)",
+        ),
         "dropout": (lambda p: _is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
         "init": (lambda i: i in INIT_SCHEMES, f"one of {', '.join(INIT_SCHEMES)}"),
         "init_std": (lambda s: _is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
