@@ -27,8 +27,12 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:
-        # mmap: only the parts we look at are read, however large the optimiser state
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        try:  # mmap: only the parts we look at are read, however large the optimiser state
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as error:  # a legacy (non-zip) file cannot be mapped: read it whole, as safely
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(
