@@ -84,9 +84,10 @@ def validate_layout(root: str, splits=("train", "val"), num_classes: int | None 
         classes = class_folders(path)
         classes_of[split] = classes
         if num_classes is not None and len(classes) != num_classes:
+            ilsvrc = ", ILSVRC-2012: for another data set pass data=imagefolder" if num_classes == 1000 else ""
             problems.append(
-                f"{path!r} has {len(classes)} class folders, expected data.num_classes={num_classes}"
-                + (" (ILSVRC-2012): for another data set pass data=imagefolder" if num_classes == 1000 else "")
+                f"{path!r} has {len(classes)} class folders, expected {num_classes} (data.num_classes={num_classes}"
+                f"{ilsvrc})"
             )
         firsts = {c: next(image_files(os.path.join(path, c)), None) for c in classes}
         empty = [c for c, first in firsts.items() if first is None]
