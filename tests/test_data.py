@@ -69,6 +69,8 @@ def test_wrong_class_count_names_found_and_expected(tmp_path):
         for i in range(998):
             (tmp_path / split / f"n{i:08d}").mkdir(parents=True)
             (tmp_path / split / f"n{i:08d}" / "x.JPEG").touch()
+        # one that decodes: a data set of which no image decodes is refused before any work (issue 16)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "n00000000" / "x.JPEG", "JPEG")
     with pytest.raises(DataLayoutError) as error:
         _ = ImageNetDataModule(str(tmp_path), num_classes=1000).num_classes
     assert "/train' has 998 class folders, expected 1000" in str(error.value)
@@ -89,9 +91,7 @@ def test_cli_refuses_a_bad_layout_before_any_work(tmp_path, cli_env):
         "data=imagenet", f"data.root={root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False
     )
     assert result.returncode != 0
-    assert (
-        "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("DataLayoutError: data root") == 1
-    )
+    assert "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("error: data root") == 1
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
 
 

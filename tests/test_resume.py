@@ -57,7 +57,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cli_env, tmp_path,
     )
     assert killed.returncode == -signal.SIGKILL
     assert weights(run_dir)["step"] == 6  # the last checkpoint before the kill, mid-way through epoch 1
-    assert not list((run_dir / "checkpoints").glob("*.tmp-*"))
+    assert not list((run_dir / "checkpoints").glob(".partial-*"))
 
     run_cli(*common, f"hydra.run.dir={run_dir}", "ckpt_path=last", env=env, cwd=tmp_path)
     expected, resumed = weights(tmp_path / "straight"), weights(run_dir)

@@ -141,6 +141,16 @@ def row(experiment: str) -> Row:
     raise KeyError(f"no paper row {experiment!r}; rows are: {choices}")
 
 
+ILSVRC_2012 = "imagenet"  # the data config (conf/data/imagenet.yaml) of the paper's data set
+ILSVRC_2012_CLASSES = 1000
+
+
+def on_ilsvrc2012(dataset: str | None, num_classes: int | None) -> bool:
+    """Whether a run's figures can be set against the paper's: only a run on ILSVRC-2012 (data=imagenet, all
+    1000 classes) reproduces a row; the demo set, a subset or another folder do not."""
+    return (dataset or ILSVRC_2012) == ILSVRC_2012 and (num_classes or ILSVRC_2012_CLASSES) == ILSVRC_2012_CLASSES
+
+
 def find_row(config: str, train_scale, test_scales, protocol: str = "dense") -> Row | None:
     """The paper's row with these settings, preferring Table 3 (single Q) then 4 and 5; None if there is none."""
     train_scale = tuple(train_scale) if isinstance(train_scale, (list, tuple)) else train_scale

@@ -16,17 +16,22 @@ from concurrent.futures import ProcessPoolExecutor
 
 from rich.console import Console
 from rich.progress import track
-from torchvision.datasets.folder import is_image_file
 
-from .datasets import DataLayoutError
+from .datasets import DataLayoutError, image_files, split_samples
 from .decode import check_file
 from .readers import READERS, read_labelled
 
+SPLITS = ("train", "val")
 
-def image_files(root: str) -> list[str]:
-    return sorted(
-        os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names if is_image_file(name)
-    )
+
+def files_to_check(root: str) -> list[str]:
+    """What training and evaluation read: of a data root, the samples of its splits (train/, val/); of a split
+    or any other folder, its images. The same walk as the loader's (`datasets.image_files`: links followed,
+    folder cycles not)."""
+    splits = [os.path.join(root, split) for split in SPLITS if os.path.isdir(os.path.join(root, split))]
+    if splits:
+        return [path for split in splits for path, _ in split_samples(split)[1]]
+    return list(image_files(root))
 
 
 def scan(paths: list[str], workers: int) -> list[tuple[str, str]]:
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: one per core)")
     parser.add_argument("--layout", choices=sorted(READERS), help="check ROOT as this data set's layout first")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.root):
+        print(f"error: {args.root!r} does not exist (or is not a folder)", file=sys.stderr)
+        return 2
     if args.layout:
         try:
             images = read_labelled(args.layout, args.root)
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.layout}: {len(images)} images, {len(images.classes)} classes", file=sys.stderr)
         paths = images.paths
     else:
-        paths = image_files(args.root)
+        paths = files_to_check(args.root)
     if not paths:
         print(f"error: no image files under {args.root!r}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Mapping
 
 import lightning as L
 import torch
@@ -33,10 +34,32 @@ def loader_worker_init(worker_id: int) -> None:
         pl_worker_init_function(worker_id)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_data_settings(data: Mapping) -> None:
+    """Refuse, before any work, data settings that cannot load a batch (naming the key, the value and what
+    would do). The scales and the other choices are checked by their own parsers, called here too."""
+    rules = {
+        "batch_size": (lambda b: _is_int(b) and b >= 1, "the global batch, a positive int (256: the paper)"),
+        "max_device_batch": (lambda b: b is None or (_is_int(b) and b >= 1), "a positive int, or null: no limit"),
+        "num_workers": (lambda n: _is_int(n) and n >= 0, "a number of loader processes >= 0"),
+        "test_scale": (lambda q: q is None or (_is_int(q) and q >= CROP), f"an int Q >= {CROP}, or null"),
+        "num_classes": (lambda c: c is None or (_is_int(c) and c >= 1), "a positive int, or null: the folders'"),
+    }
+    for key, (ok, accepted) in rules.items():
+        if key in data and not ok(data[key]):
+            raise ValueError(f"data.{key}={data[key]!r}: expected {accepted}")
+    if "scale" in data:
+        parse_scale(data.get("scale_range") if str(data["scale"]).lower() == "jitter" else data["scale"])
+
+
 def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None = None) -> tuple[int, int]:
     """(device batch, gradient accumulation steps) with device batch x steps x world_size = global_batch: the
     fewest steps whose device batch fits `max_device_batch`, so that every optimiser step sees the paper's
     256 images whatever the number of devices and their memory."""
+    check_data_settings({"batch_size": global_batch, "max_device_batch": max_device_batch})
     if global_batch % world_size:
         raise ValueError(
             f"data.batch_size={global_batch} (the global batch) does not divide over {world_size} "
@@ -44,8 +67,6 @@ def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None 
         )
     share = global_batch // world_size
     limit = share if max_device_batch is None else int(max_device_batch)
-    if limit < 1:
-        raise ValueError(f"data.max_device_batch={max_device_batch}: must be at least 1 (or null: no limit)")
     steps = next(s for s in range(1, share + 1) if share % s == 0 and share // s <= limit)
     return share // steps, steps
 

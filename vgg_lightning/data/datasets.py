@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, is_image_file, make_dataset
+from torchvision.datasets.folder import is_image_file
 
-from .decode import CorruptImageError, image_size, read_bytes
+from .decode import CorruptImageError, check_file, image_size, read_bytes
 from .device_decode import DECODE_ON, device_decodable_size, empty_views, encoded_item
 from .transforms import CROP, center_crop_params, decode_view, pca_alpha, rescale_many, sample_crop
 
@@ -23,6 +23,49 @@ ON_CORRUPT = ("skip", "error")
 
 class DataLayoutError(ValueError):
     """The data folder is not what the run needs; the message says what was found and what was expected."""
+
+
+def image_files(folder: str, _seen: set | None = None):
+    """The image files under `folder` (by extension, as torchvision's ImageFolder picks them), in sorted order,
+    following links to folders but never a folder twice (a link to a parent would loop). A name whose link
+    loops or dangles is yielded like any file: reading it fails, and it is skipped as unreadable."""
+    seen = set() if _seen is None else _seen
+    try:
+        identity = os.stat(folder)
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    if (identity.st_dev, identity.st_ino) in seen:
+        return
+    seen.add((identity.st_dev, identity.st_ino))
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir()
+        except OSError:  # a file link loop (ELOOP)
+            is_folder = False
+        if is_folder:
+            yield from image_files(entry.path, seen)
+        elif is_image_file(entry.name):
+            yield entry.path
+
+
+def class_folders(split_root: str) -> list[str]:
+    """The class folders of a split, sorted (as torchvision's find_classes)."""
+    return sorted(entry.name for entry in os.scandir(split_root) if _is_folder(entry))
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def split_samples(split_root: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """(classes, [(path, class index)]) of a split: what training and evaluation read, and data.check checks."""
+    classes = class_folders(split_root)
+    samples = [(path, i) for i, name in enumerate(classes) for path in image_files(os.path.join(split_root, name))]
+    return classes, samples
 
 
 def validate_layout(root: str, splits=("train", "val"), num_classes: int | None = None) -> list[str]:
@@ -38,27 +81,51 @@ def validate_layout(root: str, splits=("train", "val"), num_classes: int | None 
         if not os.path.isdir(path):
             problems.append(f"missing split folder {path!r}")
             continue
-        classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
+        classes = class_folders(path)
         classes_of[split] = classes
         if num_classes is not None and len(classes) != num_classes:
-            problems.append(f"{path!r} has {len(classes)} class folders, expected {num_classes}")
-        empty = [c for c in classes if not _has_image(os.path.join(path, c))]
+            ilsvrc = ", ILSVRC-2012: for another data set pass data=imagefolder" if num_classes == 1000 else ""
+            problems.append(
+                f"{path!r} has {len(classes)} class folders, expected {num_classes} (data.num_classes={num_classes}"
+                f"{ilsvrc})"
+            )
+        firsts = {c: next(image_files(os.path.join(path, c)), None) for c in classes}
+        empty = [c for c, first in firsts.items() if first is None]
         if empty:
             shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
             problems.append(f"{path!r}: {len(empty)} class folder(s) hold no images: {shown}")
         if not classes:
             problems.append(f"{path!r} has no class folders (expected {split}/<class>/<image files>)")
+        elif len(empty) < len(classes) and (undecodable := _none_decodes([f for f in firsts.values() if f])):
+            problems.append(f"{path!r}: no image decodes ({undecodable}); python -m vgg_lightning.data.check {root}")
     if len(classes_of) == len(splits) and len({tuple(c) for c in classes_of.values()}) > 1:
-        problems.append(
-            "the splits have different class folders: " + ", ".join(f"{s}: {len(c)}" for s, c in classes_of.items())
-        )
+        problems.append("the splits have different class folders: " + _class_differences(classes_of))
     if problems:
         raise DataLayoutError(f"data root {root!r} is not an ImageNet-style layout:\n  - " + "\n  - ".join(problems))
     return next(iter(classes_of.values()))
 
 
-def _has_image(folder: str) -> bool:
-    return any(is_image_file(e.name) for e in os.scandir(folder) if e.is_file())
+def _none_decodes(paths: list[str]) -> str | None:
+    """When not one of `paths` (the first image of each class) decodes: the first one's reason."""
+    reasons = []
+    for path in paths:
+        reason = check_file(path)
+        if reason is None:
+            return None
+        reasons.append(f"{path}: {reason}")
+    return f"the first image of each of the {len(paths)} classes fails, e.g. {reasons[0]}"
+
+
+def _class_differences(classes_of: dict[str, list[str]]) -> str:
+    """Which classes each split lacks, by name (the first few)."""
+    every = set().union(*map(set, classes_of.values()))
+    parts = []
+    for split, classes in classes_of.items():
+        missing = sorted(every - set(classes))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            parts.append(f"{split} lacks {shown}")
+    return "; ".join(parts)
 
 
 class CorruptFiles:
@@ -101,21 +168,22 @@ class ImageFolder(Dataset):
         on_corrupt: str = "skip",
         decode: str = "cpu",
         samples: Sequence[tuple[str, int]] | None = None,
+        max_aspect: float | None = None,
     ) -> None:
         if decode not in DECODE_ON:
             raise ValueError(f"data.decode={decode!r}: choose one of {', '.join(DECODE_ON)}")
         self.bad_file = CorruptFiles(on_corrupt)
         self.root = os.path.join(root, split)
         if samples is None:
-            self.classes, self.class_to_idx = find_classes(self.root)
-            self.samples = make_dataset(self.root, self.class_to_idx, extensions=IMG_EXTENSIONS)
+            self.classes, self.samples = split_samples(self.root)
+            self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         else:  # (path, label) pairs of another layout (VOC, Caltech: data/readers.py; files to predict: label -1)
             self.classes, self.class_to_idx, self.samples = [], {}, [(str(p), int(t)) for p, t in samples]
         self.targets = [target for _, target in self.samples]
         self.train, self.scale, self.center_crop = train, scale, center_crop
         self.single_scale = isinstance(test_scale, int)
         self.test_scales = [test_scale] if self.single_scale else [int(q) for q in test_scale]
-        self.seed, self.decode = seed, decode
+        self.seed, self.decode, self.max_aspect = seed, decode, max_aspect
         # a single 224 view per item: cut from one plan (CropParams), decoded here or on the device
         self.one_view = train or (self.single_scale and center_crop == CROP)
 
@@ -134,7 +202,7 @@ class ImageFolder(Dataset):
             if self.one_view:
                 view = self._view(data, rng, path)
             else:
-                views = rescale_many(data, self.test_scales, self.center_crop, path=path)
+                views = rescale_many(data, self.test_scales, self.center_crop, path, self.max_aspect)
                 view = {"image": views[0]} if self.single_scale else {"images": views}
         except (CorruptImageError, OSError) as error:
             self.bad_file(path, error)

@@ -8,7 +8,8 @@ names), which is also the layout `torchvision.datasets.ImageNet(ROOT)` reads.
 The unpacking is torchvision's own (`torchvision.datasets.imagenet`), with two changes around it: its md5
 check of the archives (minutes on the 140 GB train tar) is skipped unless `--verify-md5` asks for it, and
 each split is built in a staging folder inside ROOT and renamed into place only once it is complete and
-passes `validate_layout`, so an interrupted run never leaves a folder that looks prepared. An existing
+passes `validate_layout`, so an interrupted run never leaves a folder that looks prepared. Every archive
+member is checked by tarfile's `data` filter: none lands outside ROOT. An existing
 split folder is never touched: the run stops before any work and says so.
 """
 
@@ -18,6 +19,7 @@ import argparse
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 from contextlib import contextmanager
 from unittest import mock
@@ -71,9 +73,22 @@ def _without_md5_check():
         yield
 
 
+@contextmanager
+def _members_stay_inside():
+    """torchvision's parsers call `tarfile.extractall` without a filter, and Python 3.11 then trusts every
+    member: a crafted archive could write outside ROOT (`../x`, an absolute path, a link out). tarfile's
+    documented default filter, set here to `data`, refuses such members (and strips modes that make no sense
+    for images); the refusal names the member."""
+    with mock.patch.object(tarfile.TarFile, "extraction_filter", staticmethod(tarfile.data_filter)):
+        try:
+            yield
+        except tarfile.FilterError as error:
+            raise PrepareError(f"refusing a crafted archive member: {error}") from error
+
+
 def unpack(paths: dict[str, str], staging: str, splits) -> int:
     """Unpack the archives into `staging` with torchvision's parsers; returns the number of classes."""
-    with _without_md5_check():
+    with _without_md5_check(), _members_stay_inside():
         print(f"reading {paths['devkit']}", flush=True)
         tv.parse_devkit_archive(staging, paths["devkit"])
         wnid_to_classes, val_wnids = tv.load_meta_file(staging)

@@ -135,9 +135,24 @@ def center_offset(size: tuple[int, int], crop: int = CROP) -> tuple[int, int]:
     return int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
 
 
-def rescale_many(data: bytes, sides, center_crop: int | None = None, path: str = "<bytes>") -> list[torch.Tensor]:
+def bounded_box(rescaled: tuple[int, int], max_aspect: float | None) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of what a test view keeps of a rescaled image: all of it, or, when its long
+    side exceeds `max_aspect` times its short side, the centred max_aspect:1 part (a 10x5000 panorama would
+    otherwise make one view of 256x128000 pixels)."""
+    height, width = rescaled
+    if max_aspect is None:
+        return 0, 0, height, width
+    limit = max(min(rescaled), int(max_aspect * min(rescaled)))
+    kept_height, kept_width = min(height, limit), min(width, limit)
+    return (height - kept_height) // 2, (width - kept_width) // 2, kept_height, kept_width
+
+
+def rescale_many(
+    data: bytes, sides, center_crop: int | None = None, path: str = "<bytes>", max_aspect: float | None = None
+) -> list[torch.Tensor]:
     """The test views at each Q of `sides`, (3, H, W) uint8 tensors: the whole image isotropically rescaled
-    to shorter side Q, optionally centre-cropped. The file is decoded once, large enough for the largest Q."""
+    to shorter side Q (its centred `max_aspect`:1 part when longer: `bounded_box`), or centre-cropped. The file
+    is decoded once, large enough for the largest Q."""
     height, width = image_size(data, path)
     image, reduction = decode_reduced(data, min_side=max(sides), path=path)
     image = hwc_tensor(image)
@@ -145,7 +160,7 @@ def rescale_many(data: bytes, sides, center_crop: int | None = None, path: str =
     for side in sides:
         rescaled = rescaled_size(height, width, side)
         box = (
-            (0, 0, *rescaled)
+            bounded_box(rescaled, max_aspect)
             if center_crop is None
             else (*center_offset(rescaled, center_crop), center_crop, center_crop)
         )

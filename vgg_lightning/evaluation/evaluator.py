@@ -43,20 +43,25 @@ class Evaluator(L.LightningModule):
         split: str = "val",
         channels_last: bool = False,
         samples: Sequence[tuple[str, int]] | None = None,
+        max_pixels: int | None = None,
+        max_aspect: float | None = None,
     ) -> None:
         super().__init__()
         self.protocol = check_protocol(protocol)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.nets = nn.ModuleList(net.to(memory_format=self.memory_format) for net in nets)
         self.normalizer = BatchNormalizer(normalize)
-        self.dataset = ScaledImages(root, scales, split, on_corrupt, samples)
+        self.dataset = ScaledImages(root, scales, split, on_corrupt, samples=samples, max_aspect=max_aspect)
+        self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
         self.metrics = error_metrics(nets[0].num_classes)
         self.images = SumMetric()
         self.errors: dict = {}
 
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
-        return shape_loader(self.dataset, self.batch_size, self.num_workers, rank, world_size)
+        return shape_loader(
+            self.dataset, self.batch_size, self.num_workers, rank, world_size, max_pixels=self.max_pixels
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.trainer.global_rank, self.trainer.world_size)
@@ -99,6 +104,8 @@ class Evaluator(L.LightningModule):
         # compute() sums the counts over the ranks: every rank gets the errors of the whole split
         self.errors = {name: round(float(metric.compute()), 3) for name, metric in self.metrics.items()}
         self.errors["images"] = int(self.images.compute())
+        bounds = {"max_pixels": self.max_pixels, "max_aspect": self.max_aspect}
+        self.memory_bounds = {**bounds, "aspect_cropped": self.dataset.aspect_cropped}
         for name, value in self.errors.items():
             self.log(f"test/{name}", float(value))
         if self.trainer.is_global_zero:
@@ -137,7 +144,14 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         num_workers=datamodule.num_workers,
         on_corrupt=datamodule.on_corrupt,
         channels_last=switched_on(channels_last),
+        max_pixels=eval_cfg.get("max_pixels"),
+        max_aspect=eval_cfg.get("max_aspect"),
     )
     skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
     trainer.test(evaluator, verbose=False)
-    return {"test_scales": scales, "protocol": eval_cfg.protocol, **evaluator.errors}
+    return {
+        "test_scales": scales,
+        "protocol": eval_cfg.protocol,
+        **evaluator.errors,
+        "memory_bounds": evaluator.memory_bounds,
+    }

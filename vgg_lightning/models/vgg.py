@@ -329,8 +329,31 @@ def build_vgg(config: str, num_classes: int = 1000, width: float = 1.0, **kwargs
 BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_model_settings(model: Mapping) -> None:
+    """Refuse, before any work, model settings no net can be built from (naming the key, the value and what
+    would do)."""
+    canonical_config(model.get("config", "D"))
+    rules = {
+        "width": (
+            lambda w: _is_number(w) and 0 < w <= 8,
+            "a positive multiplier of the widths, up to 8 (1.0: the paper)",
+        ),
+        "dropout": (lambda p: _is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
+        "init": (lambda i: i in INIT_SCHEMES, f"one of {', '.join(INIT_SCHEMES)}"),
+        "init_std": (lambda s: _is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
+    }
+    for key, (ok, accepted) in rules.items():
+        if key in model and not ok(model[key]):
+            raise ValueError(f"model.{key}={model[key]!r}: expected {accepted}")
+
+
 def from_settings(model: Mapping, num_classes: int) -> VGG:
     """The net that a run's model settings (conf/model, as saved in its checkpoints) describe."""
+    check_model_settings(model)
     return build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
 
 

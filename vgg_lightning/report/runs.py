@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import paper
 from .wandb_files import read_wandb_run, wandb_run_files
 
-IMAGENET = "imagenet"
+IMAGENET = paper.ILSVRC_2012
 STEP = "trainer/global_step"  # the x axis Lightning gives W&B
 ERRORS = {"top1_error": "top-1", "top5_error": "top-5"}  # results.json key -> what the paper calls it
 
@@ -45,9 +45,12 @@ class Run:
 
     @property
     def paper(self) -> dict | None:
-        """The paper's {top1_error, top5_error}: the matched row's, else what the run's experiment gave."""
+        """The paper's {top1_error, top5_error}: the matched row's, else what the run's experiment gave (for
+        a run on ILSVRC-2012 only: an older results.json may hold figures for a run on other data)."""
         if self.row is not None:
             return {"top1_error": self.row.top1_error, "top5_error": self.row.top5_error}
+        if not paper.on_ilsvrc2012(self.results.get("dataset"), self.results.get("num_classes")):
+            return None
         return self.results.get("paper")
 
     @property
@@ -69,7 +72,7 @@ class Run:
 
 def match(results: dict) -> paper.Row | None:
     """The paper's row for a run on ILSVRC-2012 with these settings; runs on other data reproduce no row."""
-    if results.get("num_classes", 1000) != 1000 or (results.get("dataset") or IMAGENET) != IMAGENET:
+    if not paper.on_ilsvrc2012(results.get("dataset"), results.get("num_classes")):
         return None
     try:
         return paper.find_row(
@@ -80,6 +83,17 @@ def match(results: dict) -> paper.Row | None:
         )
     except (KeyError, TypeError):
         return None
+
+
+REQUIRED = {"config": str, "top1_error": (int, float), "top5_error": (int, float)}  # what every row shows
+
+
+def malformed(results) -> str | None:
+    """Why a parsed results.json cannot be a row of the report (None: it can)."""
+    if not isinstance(results, dict):
+        return f"not a results file (a JSON {type(results).__name__}, expected an object)"
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(results.get(key), kind)]
+    return f"not a results file (missing or malformed: {', '.join(wrong)})" if wrong else None
 
 
 def collect(paths: list[Path]) -> list[Run]:
@@ -94,6 +108,9 @@ def collect(paths: list[Path]) -> list[Run]:
                 results = json.loads(file.read_text())
             except (OSError, json.JSONDecodeError) as error:
                 print(f"skipping {file}: {error}", file=sys.stderr)
+                continue
+            if problem := malformed(results):
+                print(f"skipping {file}: {problem}", file=sys.stderr)
                 continue
             label = str(file.parent.resolve().relative_to(base))
             runs.append(Run(label, file.parent, results, match(results)))

@@ -27,8 +27,12 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:
-        # mmap: only the parts we look at are read, however large the optimiser state
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        try:  # mmap: only the parts we look at are read, however large the optimiser state
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as error:  # a legacy (non-zip) file cannot be mapped: read it whole, as safely
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(
@@ -96,13 +100,31 @@ def net_from_checkpoint(checkpoint: Mapping) -> tuple[VGG, object]:
     return net, hparams.get("train_scale")
 
 
+def recorded_progress(path: Path) -> tuple[int, int] | None:
+    """(global step, epoch) a checkpoint says it holds; None when it cannot be read."""
+    try:
+        checkpoint = read_checkpoint(str(path))
+        return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1))
+    except (CheckpointError, AttributeError, TypeError, ValueError) as error:
+        log.warning("ckpt_path=last: ignoring %s (%s)", path, error)
+        return None
+
+
 def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """ckpt_path=last means the newest of this run dir's last.ckpt and the checkpoint Lightning saves on
-    SLURM's SIGUSR1 (hpc_ckpt_N.ckpt); when there is none yet, start fresh and say so."""
+    """ckpt_path=last means the newest state of this run among its checkpoints/last*.ckpt (last.ckpt, the
+    Ctrl-C save) and the checkpoints Lightning saves on SLURM's SIGUSR1 (hpc_ckpt_N.ckpt): newest by the step
+    and epoch recorded inside (a copied dir's mtimes say nothing); when there is none yet, start fresh and say
+    so. The log names the file and step restored."""
     if ckpt_path != "last":
         return ckpt_path
-    candidates = [p for p in (last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
-    if not candidates:
-        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", last_checkpoint(run_dir).parent)
+    run_dir = Path(run_dir)
+    folder = last_checkpoint(run_dir).parent
+    candidates = sorted(p for p in (*folder.glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file())
+    found = {path: progress for path in candidates if (progress := recorded_progress(path)) is not None}
+    if not found:
+        log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", folder)
         return None
-    return str(max(candidates, key=lambda path: path.stat().st_mtime))
+    newest = max(found, key=lambda path: (*found[path], path.stat().st_mtime))
+    step, epoch = found[newest]
+    log.info("ckpt_path=last: resuming from %s (step %d, epoch %d)", newest, step, epoch)
+    return str(newest)

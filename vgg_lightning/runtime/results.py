@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig
 
+from .. import paper
 from ..tracking.runs import log_results
 from .job import choice, container, output_dir
 from .run_dir import RESULTS
@@ -21,16 +22,20 @@ log = logging.getLogger(__name__)
 def job_results(cfg: DictConfig, started: float, **fields) -> dict:
     """The fields of results.json: the job's task, config, experiment and data set (`fields` may name others),
     what it found, its wall time and the paper's figures for it (the experiment's, unless `paper=` is given)."""
-    figures = fields.pop("paper") if "paper" in fields else container(cfg.paper) if cfg.get("paper") else None
-    return {
+    given = fields.pop("paper", None)
+    results = {
         "task": cfg.task,
         "config": cfg.model.config,
         "experiment": choice("experiment"),
         "dataset": choice("data"),
         **fields,
         "wall_time_s": round(time.time() - started, 1),
-        "paper": figures,
     }
+    # the experiment's ImageNet figures only for a run on ILSVRC-2012: a demo run set against them would give a
+    # bogus delta (a job that names its own figures, a transfer run's Table 11 cell, passes them as `paper`)
+    on_its_data = paper.on_ilsvrc2012(results["dataset"], results.get("num_classes"))
+    results["paper"] = given or (container(cfg.paper) if cfg.get("paper") and on_its_data else None)
+    return results
 
 
 def save_results(results: dict) -> Path:

@@ -1,8 +1,10 @@
 """How checkpoints are written: atomically (a kill never leaves half a file), last.ckpt always the last state,
-and the random state Lightning does not save."""
+one on Ctrl-C, and the random state Lightning does not save."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import random
 from typing import Any
@@ -11,26 +13,54 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .compat import checkpoint_defers_until_validation, checkpoint_saves_on_train_epoch_end, save_last_checkpoint
+from .run_dir import PARTIAL
+
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file beside the target, then rename: a kill during the write leaves the previous
-    checkpoint intact, never half a file (Lightning itself writes in place)."""
+    """Write to a staging file beside the target, then rename: a kill during the write leaves the previous
+    checkpoint intact, never half a file. Lightning's own save stages in $TMPDIR (fsspec's transaction):
+    a full /tmp fails the save although the run dir has room, and a kill leaves the copy there. The staging
+    name (`.partial-<pid>-<n>`) holds neither "ckpt_" nor "last", so no Lightning rule (the hpc_ckpt_N
+    versions, last-v1) ever reads it; what a killed save leaves is removed at the next start
+    (`run_dir.remove_partial_saves`)."""
+
+    _saves = itertools.count()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
         path = os.fspath(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        staging = f"{path}.tmp-{os.getpid()}"
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        staging = os.path.join(folder, f"{PARTIAL}{os.getpid()}-{next(self._saves)}")
         try:
-            super().save_checkpoint(checkpoint, staging, storage_options)
+            with open(staging, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(staging, path)
         finally:
             if os.path.exists(staging):
                 os.remove(staging)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Lightning's on-exception checkpoint, written on Ctrl-C only (a crash's state is not one to resume
+    from), as `checkpoints/last-interrupted.ckpt`: `ckpt_path=last` picks it when it is the newest state.
+    Lightning removes it when a later fit ends normally."""
+
+    def on_exception(self, trainer, *args, **kwargs) -> None:
+        exception = next((a for a in (*args, *kwargs.values()) if isinstance(a, BaseException)), None)
+        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
+            super().on_exception(trainer, *args, **kwargs)
+            log.warning("interrupted: the state at step %d is in %s (resume: ckpt_path=last)", trainer.global_step,
+                        self.ckpt_path)  # fmt: skip
 
 
 class PreemptibleCheckpoint(ModelCheckpoint):
@@ -42,17 +72,25 @@ class PreemptibleCheckpoint(ModelCheckpoint):
       (Lightning defers it until the monitored metric exists, so a job preempted in its first ImageNet epoch
       would have nothing to resume from)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.validated = False  # whether a validation (not the sanity check) has run in this process
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if checkpoint_defers_until_validation(self):
             save_last_checkpoint(self, trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
+        # a run that stops (max_steps) before its first validation has no val error to rank by: only last.ckpt,
+        # without Lightning's "could not find the monitored key" warning, which then does not apply
+        if self.monitor is None or self.monitor in trainer.callback_metrics or self.validated:
+            super().on_train_epoch_end(trainer, pl_module)
         if checkpoint_saves_on_train_epoch_end(self, trainer):
             save_last_checkpoint(self, trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        self.validated = self.validated or not trainer.sanity_checking
         super().on_validation_end(trainer, pl_module)
         if not checkpoint_saves_on_train_epoch_end(self, trainer):
             save_last_checkpoint(self, trainer)
