@@ -14,7 +14,12 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .compat import checkpoint_defers_until_validation, checkpoint_saves_on_train_epoch_end, save_last_checkpoint
+from .compat import (
+    checkpoint_defers_until_validation,
+    checkpoint_saves_on_train_epoch_end,
+    last_saved_step,
+    save_last_checkpoint,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -40,22 +45,29 @@ class PreemptibleCheckpoint(ModelCheckpoint):
       the reproduction chain would pass on the wrong net;
     - a step-triggered save (`every_n_train_steps`) before the first validation still writes last.ckpt
       (Lightning defers it until the monitored metric exists, so a job preempted in its first ImageNet epoch
-      would have nothing to resume from)."""
+      would have nothing to resume from);
+    - a step-triggered save on an epoch's last step comes before that epoch's validation, and Lightning skips
+      the epoch-end save of the same step: last.ckpt would lack the epoch's plateau step and metric rows."""
+
+    _step_saved_in_training = -1  # the global step whose last.ckpt was written before its validation
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if checkpoint_defers_until_validation(self):
             save_last_checkpoint(self, trainer)
+        self._step_saved_in_training = last_saved_step(self)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        saved_before_validation = self._step_saved_in_training == trainer.global_step
         super().on_train_epoch_end(trainer, pl_module)
         if checkpoint_saves_on_train_epoch_end(self, trainer):
-            save_last_checkpoint(self, trainer)
+            save_last_checkpoint(self, trainer, resave_step=saved_before_validation)
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        saved_before_validation = self._step_saved_in_training == trainer.global_step
         super().on_validation_end(trainer, pl_module)
         if not checkpoint_saves_on_train_epoch_end(self, trainer):
-            save_last_checkpoint(self, trainer)
+            save_last_checkpoint(self, trainer, resave_step=saved_before_validation)
 
 
 def _random_state() -> dict:
@@ -78,8 +90,21 @@ def _set_random_state(state: dict) -> None:
 
 
 class RandomStateCheckpoint(L.Callback):
-    """Save every rank's RNG state (dropout draws from it) in the checkpoint and restore it on resume, so a
-    run killed and resumed draws the same dropout masks as one that never stopped."""
+    """Every rank's own RNG streams: seeded apart at the start of a fresh fit (rank r from `seed + r`, so the
+    ranks draw different dropout masks, as separate GPUs would), saved per rank in the checkpoint and restored
+    per rank on resume, so a run killed and resumed draws the same masks on every rank as one that never
+    stopped. (Augmentation draws nothing from these streams: it is keyed by seed, epoch and sample index.)"""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # before Lightning restores a checkpoint (which then replaces these states with the saved ones)
+        if stage == "fit":
+            rank_seed = self.seed + trainer.global_rank
+            random.seed(rank_seed)
+            np.random.seed(rank_seed)
+            torch.manual_seed(rank_seed)  # and every CUDA device's
 
     def state_dict(self) -> dict:
         state = _random_state()

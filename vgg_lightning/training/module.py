@@ -8,8 +8,9 @@ from collections.abc import Mapping
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import SumMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
@@ -46,8 +47,13 @@ class VGGClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.net = from_settings(model, num_classes)
         self.train_metrics = error_metrics(num_classes)
+        self.train_loss = MeanMetric()
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric()  # see _log_skipped
+        # The training epoch's running sums are in the checkpoint (state_dict): a run resumed mid-epoch logs
+        # the epoch's train/loss_epoch and errors over all its batches, as a run that never stopped does.
+        for metric in (*self.train_metrics.values(), self.train_loss, self.skipped_images):
+            metric.persistent(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -58,16 +64,16 @@ class VGGClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         size = labels.shape[0]
         training = stage == "train"
-        # the step loss is rank 0's own: an all-reduce per step only to print it would slow every step
-        self.log(
-            f"{stage}/loss",
-            loss,
-            prog_bar=True,
-            on_step=training,
-            on_epoch=True,
-            batch_size=size,
-            sync_dist=not training,
-        )
+        if training:
+            # train/loss_step is rank 0's own (an all-reduce per step only to print it would slow every step);
+            # train/loss_epoch the mean over every rank's images (torchmetrics syncs once, at epoch end)
+            self.train_loss(loss.detach(), size)
+            self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+            # the lr this epoch trains with, in the epoch's row (max: one value, exact, however many steps)
+            lr = self.optimizers().param_groups[0]["lr"]
+            self.log("lr", lr, prog_bar=True, on_step=False, on_epoch=True, reduce_fx="max", batch_size=size)
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
         for name, metric in metrics.items():
             metric(logits.detach(), labels)
             # torchmetrics syncs its counts over the ranks at epoch end: every rank sees the same error, so
@@ -103,14 +109,31 @@ class VGGClassifier(L.LightningModule):
             fused=switched_on(optim.get("fused", "auto")) or None,
         )
         scheduler = PlateauSchedule(optimizer, mode="min", factor=optim["factor"], patience=optim["patience"])
+        # Given to Lightning so that its state travels in the checkpoint; stepped here, not by Lightning (see
+        # on_validation_epoch_end and lr_scheduler_step). `strict` off: Lightning never needs the metric.
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_error", "interval": "epoch", "frequency": 1},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_error", "interval": "epoch", "strict": False},
         }
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's loop would step the plateau schedule after the epoch, and skips it in an epoch resumed
+        from a checkpoint (its metric is not in the checkpoint): a resumed run would cut the lr an epoch late.
+        The schedule is stepped in on_validation_epoch_end instead, so nothing is done here."""
+
+    def on_validation_epoch_end(self) -> None:
+        """Step the plateau schedule with this epoch's val top-1 error (synced over the ranks, so every rank
+        cuts the lr at the same epoch). It runs before ModelCheckpoint's save at validation end, so the
+        epoch-end checkpoint holds the stepped schedule, and it runs in a resumed epoch as in any other."""
+        if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
+            return
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step(self.val_metrics["top1_error"].compute().item())
+
     def on_train_epoch_start(self) -> None:
+        # from the schedule's own (checkpointed) state: a resumed run stops where an uninterrupted one stops
         scheduler = self.lr_schedulers()
         if scheduler is not None and scheduler.decreases > self.hparams.optim["max_decreases"]:
             log.info("validation error plateaued after %d lr decreases: stopping", scheduler.decreases - 1)
             self.trainer.should_stop = True
-        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True)
