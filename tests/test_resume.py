@@ -130,7 +130,7 @@ def test_resume_from_slurms_hpc_checkpoint(cli_env, tmp_path, demo_root, straigh
     common = [*RUN, f"data.root={demo_root}"]
     kill = ["+callbacks.kill.step=5", f"+callbacks.kill.hpc_checkpoint={run_dir / 'hpc_ckpt_1.ckpt'}"]
     saved_step, resumed = killed_then_resumed(run_dir, common, cli_env_with_helpers(cli_env), kill)
-    assert saved_step == 3  # last.ckpt: the hpc checkpoint (step 5) is the newer state
+    assert saved_step == 4  # last.ckpt, from the end of epoch 0: the hpc checkpoint (step 5) is the newer state
     hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
     assert hpc["global_step"] == 5
     assert_same_end_state(resumed, straight)
