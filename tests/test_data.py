@@ -76,6 +76,23 @@ def test_wrong_class_count_names_found_and_expected(tmp_path):
     assert ImageNetDataModule(str(tmp_path), num_classes=None).num_classes == 998  # data=imagefolder follows
 
 
+def test_splits_with_different_classes_are_refused_naming_the_folders(tmp_path, cli_env):
+    root = make_folder(tmp_path / "data", {"cat": 1, "dog": 1}, splits=("train",))
+    make_folder(tmp_path / "data", {"cat": 1, "eel": 1}, splits=("val",))
+    with pytest.raises(DataLayoutError) as error:
+        _ = ImageNetDataModule(root, num_classes=None).num_classes
+    message = str(error.value)
+    assert "different class folders" in message and "train: 2 (only here: dog)" in message
+    assert "val: 2 (only here: eel)" in message
+    # through the CLI: one message, no traceback, nothing written
+    result = run_cli(
+        "data=imagefolder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "only here: dog" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 def test_empty_class_is_named(tmp_path):
     root = make_folder(tmp_path, {"full": 1, "hollow": 0})
     with pytest.raises(DataLayoutError, match=r"1 class folder\(s\) hold no images: hollow"):

@@ -49,8 +49,15 @@ def validate_layout(root: str, splits=("train", "val"), num_classes: int | None 
         if not classes:
             problems.append(f"{path!r} has no class folders (expected {split}/<class>/<image files>)")
     if len(classes_of) == len(splits) and len({tuple(c) for c in classes_of.values()}) > 1:
+
+        def only_in(split: str) -> str:
+            others = set().union(*(set(c) for s, c in classes_of.items() if s != split))
+            extra = sorted(set(classes_of[split]) - others)
+            return f" (only here: {', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})" if extra else ""
+
         problems.append(
-            "the splits have different class folders: " + ", ".join(f"{s}: {len(c)}" for s, c in classes_of.items())
+            "the splits have different class folders: "
+            + ", ".join(f"{s}: {len(c)}{only_in(s)}" for s, c in classes_of.items())
         )
     if problems:
         raise DataLayoutError(f"data root {root!r} is not an ImageNet-style layout:\n  - " + "\n  - ".join(problems))
