@@ -89,6 +89,22 @@ def _set_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def gather_ranks(state: Any) -> list:
+    """Every rank's `state`, in rank order, on every rank (a checkpoint is written by rank 0 alone, so what
+    differs between ranks must be gathered into it); `[state]` in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        states: list = [None] * dist.get_world_size()
+        dist.all_gather_object(states, state)
+        return states
+    return [state]
+
+
+def own_rank(states: list) -> Any:
+    """This rank's entry of a `gather_ranks` list (None when the run had fewer ranks)."""
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return states[rank] if rank < len(states) else None
+
+
 class RandomStateCheckpoint(L.Callback):
     """Every rank's own RNG streams: seeded apart at the start of a fresh fit (rank r from `seed + r`, so the
     ranks draw different dropout masks, as separate GPUs would), saved per rank in the checkpoint and restored
@@ -107,15 +123,9 @@ class RandomStateCheckpoint(L.Callback):
             torch.manual_seed(rank_seed)  # and every CUDA device's
 
     def state_dict(self) -> dict:
-        state = _random_state()
-        if dist.is_available() and dist.is_initialized():
-            states: list = [None] * dist.get_world_size()
-            dist.all_gather_object(states, state)
-            return {"ranks": states}
-        return {"ranks": [state]}
+        return {"ranks": gather_ranks(_random_state())}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        ranks = state_dict.get("ranks") or []
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        if rank < len(ranks):
-            _set_random_state(ranks[rank])
+        state = own_rank(state_dict.get("ranks") or [])
+        if state is not None:
+            _set_random_state(state)

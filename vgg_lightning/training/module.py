@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
+from ..runtime.saving import gather_ranks, own_rank
 from ..runtime.speed import switched_on
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,23 @@ class VGGClassifier(L.LightningModule):
         self.train_loss = MeanMetric()
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric()  # see _log_skipped
-        # The training epoch's running sums are in the checkpoint (state_dict): a run resumed mid-epoch logs
-        # the epoch's train/loss_epoch and errors over all its batches, as a run that never stopped does.
-        for metric in (*self.train_metrics.values(), self.train_loss, self.skipped_images):
-            metric.persistent(True)
+
+    def _epoch_sums(self) -> dict:
+        """The training epoch's running sums (each rank's own until torchmetrics syncs them at epoch end)."""
+        return {**{f"train_{k}": m for k, m in self.train_metrics.items()}, "loss": self.train_loss,
+                "skipped": self.skipped_images}  # fmt: skip
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every rank's sums, so that a run resumed mid-epoch logs the epoch's train/loss_epoch and errors over
+        # all its batches on all ranks, as a run that never stopped does
+        sums = {name: {k: v.cpu() for k, v in m.metric_state.items()} for name, m in self._epoch_sums().items()}
+        checkpoint["epoch_sums"] = gather_ranks(sums)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        sums = own_rank(checkpoint.get("epoch_sums") or [])
+        for name, metric in self._epoch_sums().items():
+            for key, value in ((sums or {}).get(name) or {}).items():
+                setattr(metric, key, value.to(metric.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
