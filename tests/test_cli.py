@@ -11,6 +11,7 @@ from conftest import FAST, read_results, run_cli
 from hydra import compose, initialize_config_dir
 
 from vgg_lightning.models import CONFIGS
+from vgg_lightning.report.runs import training_curve
 from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
 from vgg_lightning.runtime.resolvers import register_resolvers
 
@@ -74,7 +75,12 @@ def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
     results = read_results(run_dir)
     assert results["task"] == "train" and results["config"] == "A" and results["experiment"] == "demo"
     assert results["num_classes"] == 8 and results["train_scale"] == 256 and results["test_scales"] == [256]
-    assert 0.0 <= results["top1_error"] <= 100.0 and results["steps"] == 2 and results["paper"] is None
+    assert results["steps"] == 2 and results["paper"] is None
+    # the final test (center, the val view) is the last validation, image for image: the same top-1 error,
+    # and its mean -log posterior equals the validation loss to 1e-4 (float sums in another order)
+    last_val = [row for _, row in sorted(training_curve(run_dir).items()) if "val/loss" in row][-1]
+    assert results["images"] == 16 and results["top1_error"] == pytest.approx(last_val["val/top1_error"], abs=1e-3)
+    assert results["nll"] == pytest.approx(last_val["val/loss"], abs=1e-4)
 
     # evaluation needs only the val split (a root made by `prepare --splits val`)
     val_only = tmp_path / "val_only"
@@ -86,7 +92,9 @@ def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
     run_cli(*eval_args, f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)
     evaluated = read_results(eval_dir)
     assert evaluated["task"] == "eval" and evaluated["protocol"] == "center"
-    assert evaluated["top1_error"] == pytest.approx(results["top1_error"])  # same weights, same val images
+    # same weights, same val images, same view: data.normalize, the crop and the posterior all agree
+    assert evaluated["top1_error"] == results["top1_error"] and evaluated["top5_error"] == results["top5_error"]
+    assert evaluated["nll"] == pytest.approx(last_val["val/loss"], abs=1e-4)
 
     # a checkpoint of another config is refused before any work, and the run dir is left as it was
     wrong_dir = tmp_path / "wrong"

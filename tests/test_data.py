@@ -78,6 +78,23 @@ def test_wrong_class_count_names_found_and_expected(tmp_path):
     assert ImageNetDataModule(str(tmp_path), num_classes=None).num_classes == 998  # data=imagefolder follows
 
 
+def test_splits_with_different_classes_are_refused_naming_the_folders(tmp_path, cli_env):
+    root = make_folder(tmp_path / "data", {"cat": 1, "dog": 1}, splits=("train",))
+    make_folder(tmp_path / "data", {"cat": 1, "eel": 1}, splits=("val",))
+    with pytest.raises(DataLayoutError) as error:
+        _ = ImageNetDataModule(root, num_classes=None).num_classes
+    message = str(error.value)
+    assert "different class folders" in message and "train: 2 (only here: dog)" in message
+    assert "val: 2 (only here: eel)" in message
+    # through the CLI: refused before any work, nothing written
+    result = run_cli(
+        "data=imagefolder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "train: 2 (only here: dog), val: 2 (only here: eel)" in result.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 def test_empty_class_is_named(tmp_path):
     root = make_folder(tmp_path, {"full": 1, "hollow": 0})
     with pytest.raises(DataLayoutError, match=r"1 class folder\(s\) hold no images: hollow"):
@@ -122,19 +139,39 @@ def test_parse_scale_refuses_nonsense():
 
 def test_crop_and_flip_are_drawn_as_torchvision_draws_them():
     """Offsets uniform over every valid position of the image rescaled to S (RandomCrop's range), flips
-    with probability 1/2."""
+    with probability 1/2, S uniform over [256, 512] when jittered: a chi-square test of each draw against the
+    uniform distribution, and a two-sample Kolmogorov-Smirnov test against torchvision's own draws (a
+    centre-biased or shifted draw fails both; p < 1e-3 fails, a 1-in-1000 false alarm at a fixed seed)."""
+    from scipy.stats import chisquare, ks_2samp
+
+    def uniform(values, low: int, high: int) -> float:  # chi-square p, one bin per integer of [low, high]
+        return chisquare(np.bincount(np.asarray(values) - low, minlength=high - low + 1)).pvalue
+
     rng = np.random.default_rng(1)
+    n = 4000
     for height, width, scale in ((375, 500, (256, 256)), (500, 333, (384, 384))):
-        ours = [sample_crop(height, width, scale, rng) for _ in range(4000)]
+        ours = [sample_crop(height, width, scale, rng) for _ in range(n)]
         rescaled = TF.resize(torch.zeros(1, height, width), scale[0]).shape[1:]  # torchvision's rounding
         with torch.random.fork_rng():
             torch.manual_seed(1)
-            theirs = [RandomCrop.get_params(torch.zeros(1, *rescaled), (CROP, CROP))[:2] for _ in range(4000)]
+            theirs = [RandomCrop.get_params(torch.zeros(1, *rescaled), (CROP, CROP))[:2] for _ in range(n)]
         for axis, name in enumerate(("top", "left")):
             mine, reference = np.array([getattr(p, name) for p in ours]), np.array(theirs)[:, axis]
-            assert mine.min() == reference.min() == 0 and mine.max() == reference.max() == rescaled[axis] - CROP
-            assert abs(mine.mean() - reference.mean()) < 0.1 * (rescaled[axis] - CROP) + 1
+            last = rescaled[axis] - CROP
+            assert mine.min() == reference.min() == 0 and mine.max() == reference.max() == last
+            assert uniform(mine, 0, last) > 1e-3 and uniform(reference, 0, last) > 1e-3
+            assert ks_2samp(mine, reference).pvalue > 1e-3
         assert 0.45 < np.mean([p.flip for p in ours]) < 0.55
+    # jitter: S uniform over the integers of [256, 512], each crop inside the image rescaled to its own S
+    jittered = [sample_crop(375, 500, (256, 512), rng) for _ in range(n)]
+    sides = np.array([p.scale for p in jittered])
+    assert sides.min() == 256 and sides.max() == 512 and uniform(sides, 256, 512) > 1e-3
+    for p in jittered:
+        h, w = TF.resize(torch.zeros(1, 375, 500), p.scale).shape[1:]
+        assert 0 <= p.top <= h - CROP and 0 <= p.left <= w - CROP
+    # the offset as a fraction of its range: uniform on [0, 1] whatever S was drawn
+    fractions = [p.left / (TF.resize(torch.zeros(1, 375, 500), p.scale).shape[2] - CROP) for p in jittered]
+    assert chisquare(np.histogram(fractions, bins=5, range=(0, 1 + 1e-9))[0]).pvalue > 1e-3
 
 
 # -- the fast path against torchvision's ---------------------------------------------------------------------

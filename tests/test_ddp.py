@@ -1,12 +1,17 @@
 """Exact data parallelism: a 2-process DDP run (gloo, CPU) ends with the weights of a 1-process run with the
-same global batch, as Sec. 3.3 of the paper says of its 4 GPUs."""
+same global batch, as Sec. 3.3 of the paper says of its 4 GPUs, and its validation and test count each image of
+a val set that does not divide over the ranks once, with the errors of one process."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 from conftest import read_results, run_cli
+
+from vgg_lightning.report.runs import training_curve
 
 # 32 demo images, global batch 8 (4 per process under DDP), 3 steps.
 RUN = [
@@ -30,25 +35,42 @@ def state(run_dir):
 
 
 def test_two_process_ddp_equals_one_process(cli_env, tmp_path, demo_root):
+    # 15 val images: 2 ranks cannot split them evenly, so a padded sampler would count one twice
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    dropped = sorted((root / "val").glob("*/*.JPEG"))[0]
+    dropped.unlink()
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    run_cli(*RUN, f"data.root={demo_root}", f"hydra.run.dir={single}", env=cli_env, cwd=tmp_path)
-    run_cli(
+    run_cli(*RUN, f"data.root={root}", f"hydra.run.dir={single}", env=cli_env, cwd=tmp_path)
+    two = run_cli(
         *RUN,
-        f"data.root={demo_root}",
+        f"data.root={root}",
         "trainer.devices=2",
         "trainer.strategy=ddp",
         f"hydra.run.dir={ddp}",
         env=cli_env,
         cwd=tmp_path,
     )
+    # each rank's own record: Lightning's line as each process joins the group, and the batch split
+    output = two.stdout + two.stderr
+    for rank in (0, 1):
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in output
+    assert "global batch 8 = 2 process(es) x 4 images" in output
 
     one, two = state(single), state(ddp)
-    worst = max((one[k] - two[k]).abs().max().item() for k in one)
-    assert worst < 1e-5, f"DDP and single-process weights differ by up to {worst}"
+    worst = max((one[k] - two[k]).abs().max().item() for k in one if k.startswith("net."))
+    assert worst < 1e-6, f"DDP and single-process weights differ by up to {worst}"
     assert read_results(ddp)["steps"] == read_results(single)["steps"] == 3
-    # the validation error covers the same 16 images either way (no padding samples under DDP)
-    assert read_results(ddp)["top1_error"] == read_results(single)["top1_error"]
+    # every val image counted once over the 2 ranks, with the errors of one process: the final test ...
+    for key in ("images", "top1_error", "top5_error"):
+        assert read_results(ddp)[key] == read_results(single)[key], key
+    assert read_results(ddp)["images"] == 15
+    assert read_results(ddp)["nll"] == pytest.approx(read_results(single)["nll"], abs=1e-5)
+    # ... and the validation of the training loop (torchmetrics sums the ranks' counts)
+    val = [[row for _, row in sorted(training_curve(d).items()) if "val/top1_error" in row][-1] for d in (single, ddp)]
+    assert val[0]["val/top1_error"] == val[1]["val/top1_error"] and val[0]["val/top5_error"] == val[1]["val/top5_error"]
+    assert val[1]["val/top1_error"] * 15 / 100 == pytest.approx(round(val[1]["val/top1_error"] * 15 / 100))
     # rank 1 re-ran the command into rank 0's run dir: one results file, no stray run folders
     assert not (tmp_path / "outputs").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ddp", "single"]
     assert json.loads((ddp / "results.json").read_text())["task"] == "train"

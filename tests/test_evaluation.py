@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -26,6 +28,16 @@ def narrow(config: str = "A", seed: int = 0, classes: int = CLASSES):
     return build_vgg(config, num_classes=classes, width=0.0625, init="xavier").eval()
 
 
+def peaked(net, gain: float = 30.0):
+    """The net with its class scores scaled by `gain`: a narrow random net's posteriors are near uniform, so
+    the order of softmax and averaging, or a missing flip, would change them by less than any tolerance; a
+    scaled net's top posteriors are 0.6-0.99, as a trained net's are."""
+    with torch.no_grad():
+        net.head.fc8.weight.mul_(gain)
+        net.head.fc8.bias.mul_(gain)
+    return net
+
+
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> str:
     """val/<class>/*.JPEG of ImageNet-like varied sizes, several sharing one (as 500x375 does on ImageNet)."""
@@ -41,7 +53,7 @@ def image_folder(tmp_path_factory) -> str:
 
 
 def test_dense_equals_the_fc_classifier_slid_over_the_feature_map_by_hand():
-    net = narrow()
+    net = peaked(narrow())
     x = torch.randn(2, 3, 256, 320)
     with torch.no_grad():
         reference = []
@@ -55,15 +67,21 @@ def test_dense_equals_the_fc_classifier_slid_over_the_feature_map_by_hand():
             assert len(windows) == 8
             reference.append(torch.stack(windows).mean(dim=0).softmax(dim=1))  # mean of scores, then softmax
         got = dense_posterior(net, x)
+        # the wrong order (softmax at each position, then the spatial mean) is visible on this net
+        maps = net.score_map(torch.cat([x, x.flip(-1)]))
+        wrong = maps.softmax(1).mean(dim=(2, 3)).view(2, *got.shape).mean(0)
     torch.testing.assert_close(got, (reference[0] + reference[1]) / 2, rtol=1e-4, atol=1e-6)
+    assert (got - wrong).abs().max() > 1e-2
 
 
 def test_dense_on_a_224_image_is_the_classifier_and_its_flip():
-    net = narrow()
+    net = peaked(narrow())
     x = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
-        expected = (net(x).softmax(1) + net(x.flip(-1)).softmax(1)) / 2
+        unflipped = net(x).softmax(1)
+        expected = (unflipped + net(x.flip(-1)).softmax(1)) / 2
         torch.testing.assert_close(dense_posterior(net, x), expected, rtol=1e-4, atol=1e-6)
+    assert (unflipped - expected).abs().max() > 1e-2  # the flip's half is visible
 
 
 class StubNet(torch.nn.Module):
@@ -73,6 +91,8 @@ class StubNet(torch.nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.conv = torch.nn.Conv2d(3, CLASSES, 1)
+        with torch.no_grad():
+            self.conv.weight.mul_(10)  # peaked posteriors: averaging scores instead would be visible
         self.views = 0
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,12 +128,15 @@ def test_multicrop_is_a_5x5_grid_with_flips_150_views_over_3_scales():
     torch.testing.assert_close(last[0], x[1, :, :224, :224])
 
     net = StubNet(0)
-    images = [torch.randn(1, 3, q, q + 40) for q in (224, 240, 256)]
+    # left-to-right ramps: every crop and flip has its own mean colour, so the views' posteriors differ
+    images = [torch.linspace(-3, 3, q + 40).expand(1, 3, q, q + 40) * torch.randn(1, 3, 1, 1) for q in (224, 240, 256)]
     with torch.no_grad():
         probs = posterior([net], images, "multicrop", crop_batch=64)
         assert net.views == 150
-        per_view = net(torch.cat([multicrop_views(x) for x in images])).softmax(1)
+        scores = net(torch.cat([multicrop_views(x) for x in images]))
+    per_view = scores.softmax(1)
     torch.testing.assert_close(probs, per_view.mean(0, keepdim=True))  # 150 views, each weighing the same
+    assert (probs - scores.mean(0, keepdim=True).softmax(1)).abs().max() > 1e-2  # not softmax of mean scores
 
 
 def test_ensembles_scales_and_protocols_average_posteriors():
@@ -177,7 +200,13 @@ def test_bucketed_batches_equal_one_image_at_a_time_and_the_errors_count_every_i
     probs = torch.stack([alone[i] for i in range(8)])
     top1 = 100.0 * (probs.argmax(1) != labels).float().mean()
     top5 = 100.0 * (~(probs.topk(5, dim=1).indices == labels[:, None]).any(1)).float().mean()
-    assert batched.errors == {"top1_error": round(float(top1), 3), "top5_error": round(float(top5), 3), "images": 8}
+    nll = -probs[torch.arange(8), labels].log().mean()
+    assert batched.errors == {
+        "top1_error": round(float(top1), 3),
+        "top5_error": round(float(top5), 3),
+        "images": 8,
+        "nll": pytest.approx(float(nll), abs=2e-6),
+    }
 
 
 def checkpoint(path, config: str, seed: int) -> str:
@@ -235,3 +264,67 @@ def test_torchvision_weights_come_from_the_hub_cache_or_a_file_never_a_download(
     )[2] == [str(elsewhere)]
     with pytest.raises(ValueError, match="model=A, B, D or E"):
         torchvision_weights_path("C", None)
+
+
+def reference_posteriors(net, root: str, protocol: str, q: int = 256):
+    """Each val image's posterior computed another way than the Evaluator: one image at a time, the
+    torchvision normalisation written out, the fc head slid over the feature map by hand (dense) and the
+    crops cut by hand at round(linspace(0, side - 224, 5)) and each flipped (multi-crop)."""
+    from vgg_lightning.evaluation.loader import ScaledImages
+
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    dataset = ScaledImages(root, [q])
+    posteriors, labels = [], []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            x = ((item["images"][0].float() / 255 - mean) / std)[None]
+            views = []
+            if protocol == "dense":  # the image and its mirror image
+                for image in (x, x.flip(-1)):
+                    f = net.features(image)
+                    windows = [
+                        net.head.logits(f[:, :, r : r + 7, c : c + 7])
+                        for r in range(f.shape[2] - 6)
+                        for c in range(f.shape[3] - 6)
+                    ]
+                    views.append(torch.stack(windows).mean(0).softmax(1))
+            else:  # the crops and their mirror images
+                rows = np.round(np.linspace(0, x.shape[2] - 224, 5)).astype(int)
+                cols = np.round(np.linspace(0, x.shape[3] - 224, 5)).astype(int)
+                for crop in (x[..., r : r + 224, c : c + 224] for r in rows for c in cols):
+                    views += [net(crop).softmax(1), net(crop.flip(-1)).softmax(1)]
+            posteriors.append(torch.cat(views).mean(0))
+            labels.append(item["label"])
+    return torch.stack(posteriors), torch.tensor(labels)
+
+
+@pytest.mark.parametrize("protocol", ["dense", "multicrop"])
+def test_dense_and_multicrop_through_the_cli_equal_a_reference_computed_by_hand(protocol, cli_env, tmp_path, demo_root):
+    from conftest import read_results, run_cli
+
+    # the demo's net (A, width 1/16, kaiming init): its posteriors are peaked (class scores spread over ~10)
+    torch.manual_seed(0)
+    model = {"config": "A", "width": 0.0625, "init": "kaiming"}
+    module = VGGClassifier(model, {}, num_classes=8, train_scale=256)
+    ckpt = tmp_path / "peaked.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
+    root = tmp_path / "one_per_class"  # 8 val images (50 views each in multi-crop)
+    for folder in sorted((Path(demo_root) / "val").iterdir()):
+        (root / "val" / folder.name).mkdir(parents=True)
+        shutil.copy(sorted(folder.iterdir())[0], root / "val" / folder.name)
+    shutil.copy(Path(demo_root) / "demo.json", root)
+    run_dir = tmp_path / "eval"
+    run_cli(
+        "task=eval", "experiment=demo", "model.width=0.0625", f"data.root={root}", "data.num_workers=0",
+        "logger=none", f"eval={protocol}", f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    results = read_results(run_dir)
+    probs, labels = reference_posteriors(module.net.eval(), str(root), protocol)
+    assert probs.max(1).values.mean() > 0.5  # peaked: the protocol's order of softmax and averaging shows
+    nll = -probs[torch.arange(len(labels)), labels].clamp_min(1e-30).log().mean()
+    top1 = 100.0 * (probs.argmax(1) != labels).float().mean()
+    assert results["images"] == 8 and results["protocol"] == protocol
+    assert results["nll"] == pytest.approx(float(nll), abs=1e-4)
+    assert results["top1_error"] == pytest.approx(float(top1), abs=1e-3)

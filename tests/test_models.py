@@ -42,9 +42,11 @@ def test_a_lrn_places_lrn_after_the_first_relu_with_alexnet_settings():
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 5e-4, 0.75, 2.0)
 
 
-@pytest.mark.parametrize("name", ["d", "a_lrn", "A-LRN", " e "])
-def test_names_are_case_insensitive(name):
-    assert build_vgg(name, width=0.0625).config in CONFIGS
+@pytest.mark.parametrize("name, config", [("d", "D"), ("a_lrn", "A-LRN"), ("A-LRN", "A-LRN"), (" e ", "E")])
+def test_names_are_case_insensitive(name, config):
+    net = build_vgg(name, width=0.0625)
+    assert net.config == config
+    assert net.spec() == build_vgg(config, width=0.0625).spec()
 
 
 def test_unknown_config_lists_the_six_names():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO, run_cli
@@ -14,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from PIL import Image
 
 from vgg_lightning import paper
 from vgg_lightning.report import cli as report
@@ -114,6 +116,12 @@ def test_plots_are_pngs_a_person_can_read(runs, tmp_path):
         width, height = png_size(out / name)
         assert 800 <= width <= 4000 and 400 <= height <= 4000, (name, width, height)
         assert f"]({name})" in (out / "report.md").read_text()
+        # drawn, not blank: axes, text and coloured lines or bars cover part of the canvas
+        pixels = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
+        ink = (pixels < 200).any(axis=2)  # darker than the near-white background in some channel
+        coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 60  # the series' colours, not greys
+        assert 0.01 < ink.mean() < 0.6 and coloured.mean() > 0.001, (name, ink.mean(), coloured.mean())
+        assert ink[:, : width // 2].any() and ink[:, width // 2 :].any()  # both halves drawn on
 
 
 def test_training_curve_comes_from_the_csv_log(runs):

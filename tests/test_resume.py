@@ -1,8 +1,11 @@
-"""Preemption: a run killed with SIGKILL mid-epoch and resumed ends with the same weights as one that never
-stopped; checkpoints are written atomically; resuming with no checkpoint yet starts fresh and says so."""
+"""Preemption: a run killed with SIGKILL (mid-epoch before an lr cut, in the first epoch, after SLURM's hpc
+checkpoint) and resumed ends exactly as one that never stopped (weights, momentum buffers, lr, plateau schedule,
+step, logged rows), single-process and DDP; checkpoints are written atomically; resuming with no checkpoint yet
+starts fresh and says so."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -11,60 +14,143 @@ import pytest
 import torch
 from conftest import run_cli
 
+from vgg_lightning.report.runs import training_curve
 from vgg_lightning.runtime.saving import AtomicCheckpointIO, PreemptibleCheckpoint
 
 HELPERS = str(Path(__file__).parent / "helpers")
 
-# 32 demo images, batch 8: 4 steps an epoch, 3 epochs; a checkpoint every 3 steps (3, 6, 9: mid-epoch).
+# 32 demo images, batch 8: 4 steps an epoch (epoch 1 is steps 5-8); a checkpoint every 3 steps (3: in epoch 0,
+# before any validation; 6: mid epoch 1; 9: mid epoch 2). The lr is too small for the val error to move, so
+# with patience 0 the schedule cuts the lr at the end of epoch 1 and of epoch 2; after the 2nd decrease
+# (max_decreases 1) training stops at the start of epoch 3: 12 steps, lr 1e-8. Dropout stays on.
 RUN = [
     "experiment=demo",
     "model.width=0.0625",
     "data.batch_size=8",
-    "data.num_workers=1",
-    "trainer.max_epochs=3",
+    "data.num_workers=0",
+    "trainer.max_epochs=4",
+    "optim.lr=1e-6",
+    "optim.patience=0",
+    "optim.max_decreases=1",
     "logger=csv",
     "callbacks.model_checkpoint.every_n_train_steps=3",
 ]
+# Under DDP each of the 2 processes loads 4 images a step: the same 4 steps an epoch; each rank draws its own
+# dropout masks from its own RNG stream, and each stream is in the checkpoint.
+DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+TIMING = ("time", "per_s", "mfu")  # wall-clock figures: the only logged values allowed to differ
 
 
-def weights(run_dir: Path) -> dict:
+def cli_env_with_helpers(env: dict) -> dict:
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [HELPERS, env.get("PYTHONPATH")]))}
+
+
+def end_state(run_dir: Path) -> dict:
+    """Everything a resumed run must reproduce, from its last.ckpt and its metrics.csv files."""
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    return {"step": checkpoint["global_step"], **checkpoint["state_dict"]}
+    (optimizer,) = checkpoint["optimizer_states"]
+    (schedule,) = checkpoint["lr_schedulers"]
+    return {
+        "step": checkpoint["global_step"],
+        "epoch": checkpoint["epoch"],
+        "lr": [group["lr"] for group in optimizer["param_groups"]],
+        "schedule": {k: schedule[k] for k in ("last_epoch", "decreases", "best", "num_bad_epochs", "_last_lr")},
+        "weights": checkpoint["state_dict"],  # the net and the training epoch's metric sums
+        "momentum": {i: s["momentum_buffer"] for i, s in optimizer["state"].items()},
+        "logged": {
+            step: {k: v for k, v in row.items() if not any(t in k for t in TIMING)}
+            for step, row in training_curve(run_dir).items()
+        },
+    }
 
 
-# Under DDP each of the 2 processes loads 4 images a step: the same 4 steps an epoch. Dropout stays on in
-# both: every rank's RNG state is in the checkpoint.
-DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu", "data.num_workers=0"]
+def assert_same_end_state(resumed: dict, expected: dict) -> None:
+    for key in ("step", "epoch", "lr", "schedule", "logged"):
+        assert resumed[key] == expected[key], key
+    for part in ("weights", "momentum"):
+        assert resumed[part].keys() == expected[part].keys()
+        for key in expected[part]:
+            torch.testing.assert_close(resumed[part][key], expected[part][key], rtol=0, atol=0, msg=f"{part} {key}")
 
 
-@pytest.mark.parametrize("processes", [1, 2], ids=["single", "ddp"])
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cli_env, tmp_path, demo_root, processes):
-    env = {**cli_env, "PYTHONPATH": HELPERS}
-    common = [*RUN, f"data.root={demo_root}", *(DDP if processes == 2 else [])]
-    run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", env=env, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, demo_root) -> dict:
+    """The uninterrupted single-process run every resume below must end exactly equal to."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore", "VGG_LIGHTNING_CACHE": str(run_dir)}
+    run_cli(*RUN, f"data.root={demo_root}", f"hydra.run.dir={run_dir}", env=env, cwd=run_dir)
+    state = end_state(run_dir)
+    # the scenario: two lr cuts (end of epochs 1 and 2), then the plateau stop before epoch 3
+    assert (state["step"], state["schedule"]["decreases"], state["schedule"]["last_epoch"]) == (12, 2, 3)
+    assert state["lr"] == pytest.approx([1e-8], rel=1e-6)
+    return state
 
-    run_dir = tmp_path / "preempted"
+
+def killed_then_resumed(run_dir, common, env, kill: list[str], group: bool = False):
     killed = run_cli(
         *common,
         f"hydra.run.dir={run_dir}",
         "+callbacks.kill._target_=kill_callback.KillAtStep",
-        "+callbacks.kill.step=7",
-        f"+callbacks.kill.group={processes > 1}",
+        f"+callbacks.kill.group={group}",
+        *kill,
         env=env,
-        cwd=tmp_path,
+        cwd=run_dir.parent,
         check=False,
         start_new_session=True,
     )
-    assert killed.returncode == -signal.SIGKILL
-    assert weights(run_dir)["step"] == 6  # the last checkpoint before the kill, mid-way through epoch 1
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not list((run_dir / "checkpoints").glob(".partial-*"))
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    run_cli(*common, f"hydra.run.dir={run_dir}", "ckpt_path=last", env=env, cwd=run_dir.parent)
+    return saved["global_step"], end_state(run_dir)
 
-    run_cli(*common, f"hydra.run.dir={run_dir}", "ckpt_path=last", env=env, cwd=tmp_path)
-    expected, resumed = weights(tmp_path / "straight"), weights(run_dir)
-    assert resumed["step"] == expected["step"] == 12
-    for key in expected:
-        if key != "step":
-            torch.testing.assert_close(resumed[key], expected[key], rtol=0, atol=0, msg=key)
+
+def test_sigkill_mid_epoch_before_an_lr_cut_then_resume_ends_exactly_equal(cli_env, tmp_path, demo_root, straight):
+    common = [*RUN, f"data.root={demo_root}"]
+    saved_step, resumed = killed_then_resumed(
+        tmp_path / "preempted", common, cli_env_with_helpers(cli_env), ["+callbacks.kill.step=7"]
+    )
+    assert saved_step == 6  # mid epoch 1, which ends with the first lr cut
+    assert_same_end_state(resumed, straight)
+
+
+def test_sigkill_in_the_first_epoch_resumes_from_its_step_checkpoint(cli_env, tmp_path, demo_root, straight):
+    common = [*RUN, f"data.root={demo_root}"]
+    saved_step, resumed = killed_then_resumed(
+        tmp_path / "preempted", common, cli_env_with_helpers(cli_env), ["+callbacks.kill.step=4"]
+    )
+    assert saved_step == 3  # written before the first validation
+    assert_same_end_state(resumed, straight)
+
+
+def test_resume_from_slurms_hpc_checkpoint(cli_env, tmp_path, demo_root, straight):
+    """Lightning's SIGUSR1 handler saves <default_root_dir>/hpc_ckpt_N.ckpt with trainer.save_checkpoint; the
+    helper does the same at step 5 (newer than last.ckpt's step 3), then dies; ckpt_path=last takes it."""
+    run_dir = tmp_path / "preempted"
+    common = [*RUN, f"data.root={demo_root}"]
+    kill = ["+callbacks.kill.step=5", f"+callbacks.kill.hpc_checkpoint={run_dir / 'hpc_ckpt_1.ckpt'}"]
+    saved_step, resumed = killed_then_resumed(run_dir, common, cli_env_with_helpers(cli_env), kill)
+    assert saved_step == 4  # last.ckpt, from the end of epoch 0: the hpc checkpoint (step 5) is the newer state
+    hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
+    assert hpc["global_step"] == 5
+    assert_same_end_state(resumed, straight)
+
+
+def test_ddp_sigkill_mid_epoch_then_resume_ends_exactly_equal(cli_env, tmp_path, demo_root):
+    env = cli_env_with_helpers(cli_env)
+    common = [*RUN, f"data.root={demo_root}", *DDP]
+    run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", env=env, cwd=tmp_path)
+    expected = end_state(tmp_path / "straight")
+    assert (expected["step"], expected["schedule"]["decreases"]) == (12, 2)
+    saved_step, resumed = killed_then_resumed(
+        tmp_path / "preempted", common, env, ["+callbacks.kill.step=7"], group=True
+    )
+    assert saved_step == 6
+    assert_same_end_state(resumed, expected)
+    # each rank draws from its own stream, and each rank's own is what the checkpoint keeps
+    ranks = torch.load(tmp_path / "preempted" / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    (states,) = [v["ranks"] for k, v in ranks.items() if "RandomStateCheckpoint" in k]
+    assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])
 
 
 def test_resume_with_no_checkpoint_starts_fresh_and_says_so(cli_env, tmp_path, demo_root):

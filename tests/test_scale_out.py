@@ -85,7 +85,7 @@ def test_slurm_launcher_gives_one_task_per_device_and_the_node_count():
 def test_depth_sweep_on_two_processes_through_torchrun(cli_env, tmp_path, demo_root):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     sweep = tmp_path / "sweep"
-    run_cli(
+    result = run_cli(
         "--standalone", "--nproc_per_node=2", "-m", "vgg_lightning",
         "-m", "experiment=demo", "model=A,B", f"data.root={demo_root}", "model.width=0.0625", "data.batch_size=8",
         "data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=csv",
@@ -93,6 +93,10 @@ def test_depth_sweep_on_two_processes_through_torchrun(cli_env, tmp_path, demo_r
         env=cli_env, cwd=tmp_path, module="torch.distributed.run",
     )  # fmt: skip
     assert torchrun is not None  # the same entry point as the `torchrun` command users type
+    # what torchrun ran: two processes, each joining the process group, and each job split over both
+    output = result.stdout + result.stderr
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in output and "GLOBAL_RANK: 1, MEMBER: 2/2" in output
+    assert output.count("global batch 8 = 2 process(es) x 4 images") >= 2  # both jobs (A, B) on 2 processes
     assert [read_results(sweep / job)["config"] for job in ("0", "1")] == ["A", "B"]
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == ["0", "1", "multirun.yaml"]
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()

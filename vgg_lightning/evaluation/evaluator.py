@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics import SumMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 class Evaluator(L.LightningModule):
     """Runs a protocol over a split with `trainer.test(evaluator)`; `errors` holds the top-1 / top-5 errors
-    (percent, over all ranks) and the number of images counted, once the test epoch has ended. With `samples`
-    (any image files), `trainer.predict(evaluator)` gives their posteriors instead (task=predict)."""
+    (percent, over all ranks), the number of images counted and the mean negative log posterior of the true
+    class (`nll`), once the test epoch has ended. With `samples` (any image files), `trainer.predict(evaluator)`
+    gives their posteriors instead (task=predict)."""
 
     def __init__(
         self,
@@ -56,6 +57,9 @@ class Evaluator(L.LightningModule):
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
         self.metrics = error_metrics(nets[0].num_classes)
         self.images = SumMetric()
+        # the mean -log posterior of the true class: continuous where the errors move in steps of one image,
+        # so a test sees any change to the posteriors (for `center` it is the validation loss)
+        self.nll = MeanMetric()
         self.errors: dict = {}
 
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -87,6 +91,7 @@ class Evaluator(L.LightningModule):
             for metric in self.metrics.values():
                 metric.update(probs, labels)
             self.images.update(labels.numel())
+            self.nll.update(-probs.gather(1, labels[:, None]).clamp_min(1e-30).log())
             self._seen += labels.numel()
 
     def images_per_second(self) -> float:
@@ -106,6 +111,7 @@ class Evaluator(L.LightningModule):
         self.errors["images"] = int(self.images.compute())
         bounds = {"max_pixels": self.max_pixels, "max_aspect": self.max_aspect}
         self.memory_bounds = {**bounds, "aspect_cropped": self.dataset.aspect_cropped}
+        self.errors["nll"] = round(float(self.nll.compute()), 6)
         for name, value in self.errors.items():
             self.log(f"test/{name}", float(value))
         if self.trainer.is_global_zero:

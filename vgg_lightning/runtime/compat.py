@@ -23,6 +23,7 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_monitor_candidates"),
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_should_save_on_train_epoch_end"),
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_defer_save_until_validation"),
+    ("lightning.pytorch.callbacks.ModelCheckpoint", "_last_global_step_saved"),
     ("lightning.pytorch.callbacks.RichProgressBar", "progress"),
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
     ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
@@ -43,11 +44,18 @@ def checkpoint_saves_on_train_epoch_end(callback, trainer) -> bool:
     return bool(callback._should_save_on_train_epoch_end(trainer))
 
 
-def save_last_checkpoint(callback, trainer) -> None:
+def save_last_checkpoint(callback, trainer, resave_step: bool = False) -> None:
     """Write the callback's last.ckpt now, unless Lightning would skip any save here (sanity check, a
-    fast_dev_run, the same step saved already)."""
+    fast_dev_run, the same step saved already: with `resave_step`, that one save is made again)."""
+    if resave_step and callback._last_global_step_saved == trainer.global_step:
+        callback._last_global_step_saved = -1
     if callback.save_last and not callback._should_skip_saving_checkpoint(trainer):
         callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+
+
+def last_saved_step(callback) -> int:
+    """The global step of the callback's latest save."""
+    return callback._last_global_step_saved
 
 
 def set_test_bar_title(bar, title: str) -> None:

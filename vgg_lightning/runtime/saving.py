@@ -16,7 +16,12 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .compat import checkpoint_defers_until_validation, checkpoint_saves_on_train_epoch_end, save_last_checkpoint
+from .compat import (
+    checkpoint_defers_until_validation,
+    checkpoint_saves_on_train_epoch_end,
+    last_saved_step,
+    save_last_checkpoint,
+)
 from .run_dir import PARTIAL
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,11 @@ class PreemptibleCheckpoint(ModelCheckpoint):
       the reproduction chain would pass on the wrong net;
     - a step-triggered save (`every_n_train_steps`) before the first validation still writes last.ckpt
       (Lightning defers it until the monitored metric exists, so a job preempted in its first ImageNet epoch
-      would have nothing to resume from)."""
+      would have nothing to resume from);
+    - a step-triggered save on an epoch's last step comes before that epoch's validation, and Lightning skips
+      the epoch-end save of the same step: last.ckpt would lack the epoch's plateau step and metric rows."""
+
+    _step_saved_in_training = -1  # the global step whose last.ckpt was written before its validation
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -80,20 +89,23 @@ class PreemptibleCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if checkpoint_defers_until_validation(self):
             save_last_checkpoint(self, trainer)
+        self._step_saved_in_training = last_saved_step(self)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        saved_before_validation = self._step_saved_in_training == trainer.global_step
         # a run that stops (max_steps) before its first validation has no val error to rank by: only last.ckpt,
         # without Lightning's "could not find the monitored key" warning, which then does not apply
         if self.monitor is None or self.monitor in trainer.callback_metrics or self.validated:
             super().on_train_epoch_end(trainer, pl_module)
         if checkpoint_saves_on_train_epoch_end(self, trainer):
-            save_last_checkpoint(self, trainer)
+            save_last_checkpoint(self, trainer, resave_step=saved_before_validation)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self.validated = self.validated or not trainer.sanity_checking
+        saved_before_validation = self._step_saved_in_training == trainer.global_step
         super().on_validation_end(trainer, pl_module)
         if not checkpoint_saves_on_train_epoch_end(self, trainer):
-            save_last_checkpoint(self, trainer)
+            save_last_checkpoint(self, trainer, resave_step=saved_before_validation)
 
 
 def _random_state() -> dict:
@@ -115,20 +127,43 @@ def _set_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def gather_ranks(state: Any) -> list:
+    """Every rank's `state`, in rank order, on every rank (a checkpoint is written by rank 0 alone, so what
+    differs between ranks must be gathered into it); `[state]` in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        states: list = [None] * dist.get_world_size()
+        dist.all_gather_object(states, state)
+        return states
+    return [state]
+
+
+def own_rank(states: list) -> Any:
+    """This rank's entry of a `gather_ranks` list (None when the run had fewer ranks)."""
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return states[rank] if rank < len(states) else None
+
+
 class RandomStateCheckpoint(L.Callback):
-    """Save every rank's RNG state (dropout draws from it) in the checkpoint and restore it on resume, so a
-    run killed and resumed draws the same dropout masks as one that never stopped."""
+    """Every rank's own RNG streams: seeded apart at the start of a fresh fit (rank r from `seed + r`, so the
+    ranks draw different dropout masks, as separate GPUs would), saved per rank in the checkpoint and restored
+    per rank on resume, so a run killed and resumed draws the same masks on every rank as one that never
+    stopped. (Augmentation draws nothing from these streams: it is keyed by seed, epoch and sample index.)"""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # before Lightning restores a checkpoint (which then replaces these states with the saved ones)
+        if stage == "fit":
+            rank_seed = self.seed + trainer.global_rank
+            random.seed(rank_seed)
+            np.random.seed(rank_seed)
+            torch.manual_seed(rank_seed)  # and every CUDA device's
 
     def state_dict(self) -> dict:
-        state = _random_state()
-        if dist.is_available() and dist.is_initialized():
-            states: list = [None] * dist.get_world_size()
-            dist.all_gather_object(states, state)
-            return {"ranks": states}
-        return {"ranks": [state]}
+        return {"ranks": gather_ranks(_random_state())}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        ranks = state_dict.get("ranks") or []
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        if rank < len(ranks):
-            _set_random_state(ranks[rank])
+        state = own_rank(state_dict.get("ranks") or [])
+        if state is not None:
+            _set_random_state(state)

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import SumMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
+from ..runtime.saving import gather_ranks, own_rank
 from ..runtime.speed import switched_on
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,26 @@ class VGGClassifier(L.LightningModule):
         # drains the GPU's launch queue): the training labels are our loader's, so torchmetrics need not check
         # them (a torch.unique), and a count of skipped files is never NaN (its NaN check is an `if tensor.any()`).
         self.train_metrics = error_metrics(num_classes, validate_args=False)
+        self.train_loss = MeanMetric()
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric(nan_strategy="disable")  # see _log_skipped
+
+    def _epoch_sums(self) -> dict:
+        """The training epoch's running sums (each rank's own until torchmetrics syncs them at epoch end)."""
+        return {**{f"train_{k}": m for k, m in self.train_metrics.items()}, "loss": self.train_loss,
+                "skipped": self.skipped_images}  # fmt: skip
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every rank's sums, so that a run resumed mid-epoch logs the epoch's train/loss_epoch and errors over
+        # all its batches on all ranks, as a run that never stopped does
+        sums = {name: {k: v.cpu() for k, v in m.metric_state.items()} for name, m in self._epoch_sums().items()}
+        checkpoint["epoch_sums"] = gather_ranks(sums)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        sums = own_rank(checkpoint.get("epoch_sums") or [])
+        for name, metric in self._epoch_sums().items():
+            for key, value in ((sums or {}).get(name) or {}).items():
+                setattr(metric, key, value.to(metric.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -100,17 +120,21 @@ class VGGClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         size = labels.shape[0]
         training = stage == "train"
-        # the step loss is rank 0's own: an all-reduce per step only to print it would slow every step; the
-        # progress bar reads it only every trainer.log_every_n_steps (callbacks.ProgressBar)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            prog_bar=True,
-            on_step=training,
-            on_epoch=True,
-            batch_size=size,
-            sync_dist=not training,
-        )
+        if training:
+            # train/loss_step is rank 0's own (an all-reduce per step only to print it would slow every step; the
+            # progress bar reads it only every trainer.log_every_n_steps, callbacks.ProgressBar); train/loss_epoch
+            # the mean over every rank's images (torchmetrics syncs once, at epoch end)
+            self.train_loss(loss.detach(), size)
+            self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+            # the lr this epoch trains with, in the epoch's row (max: one value, exact, however many steps)
+            groups = self.optimizers().param_groups
+            self.log(
+                "lr", groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True, reduce_fx="max", batch_size=size
+            )
+            if len(groups) > 1 and groups[1]["lr"] != groups[0]["lr"]:  # optim.head_lr
+                self.log("head_lr", groups[1]["lr"], on_step=False, on_epoch=True, reduce_fx="max", batch_size=size)
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
         for name, metric in metrics.items():
             metric(logits.detach(), labels)
             # torchmetrics syncs its counts over the ranks at epoch end: every rank sees the same error, so
@@ -151,17 +175,31 @@ class VGGClassifier(L.LightningModule):
             fused=switched_on(optim.get("fused", "auto")) or None,
         )
         scheduler = PlateauSchedule(optimizer, mode="min", factor=optim["factor"], patience=optim["patience"])
+        # Given to Lightning so that its state travels in the checkpoint; stepped here, not by Lightning (see
+        # on_validation_epoch_end and lr_scheduler_step). `strict` off: Lightning never needs the metric.
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_error", "interval": "epoch", "frequency": 1},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/top1_error", "interval": "epoch", "strict": False},
         }
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's loop would step the plateau schedule after the epoch, and skips it in an epoch resumed
+        from a checkpoint (its metric is not in the checkpoint): a resumed run would cut the lr an epoch late.
+        The schedule is stepped in on_validation_epoch_end instead, so nothing is done here."""
+
+    def on_validation_epoch_end(self) -> None:
+        """Step the plateau schedule with this epoch's val top-1 error (synced over the ranks, so every rank
+        cuts the lr at the same epoch). It runs before ModelCheckpoint's save at validation end, so the
+        epoch-end checkpoint holds the stepped schedule, and it runs in a resumed epoch as in any other."""
+        if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
+            return
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step(self.val_metrics["top1_error"].compute().item())
+
     def on_train_epoch_start(self) -> None:
+        # from the schedule's own (checkpointed) state: a resumed run stops where an uninterrupted one stops
         scheduler = self.lr_schedulers()
         if scheduler is not None and scheduler.decreases > self.hparams.optim["max_decreases"]:
             log.info("validation error plateaued after %d lr decreases: stopping", scheduler.decreases - 1)
             self.trainer.should_stop = True
-        groups = self.optimizers().param_groups
-        self.log("lr", groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True)
-        if len(groups) > 1 and groups[1]["lr"] != groups[0]["lr"]:
-            self.log("head_lr", groups[1]["lr"], on_step=False, on_epoch=True)
