@@ -117,7 +117,7 @@ def test_reproduce_on_demo_data_end_to_end(tmp_path, demo_root, cli_env):
 
     a, b, tested = (read_results(out / name) for name in ("table3/A_S256", "table3/B_S256", "table4/B_S256"))
     assert (a["config"], a["experiment"], a["protocol"], a["test_scales"]) == ("A", "table3/A_S256", "dense", [256])
-    assert a["paper"] == {"top1_error": 29.6, "top5_error": 10.4}
+    assert a["paper"] is None  # run on the demo set: its figures are not set against ImageNet's (issue 16)
     assert (b["config"], b["train_scale"]) == ("B", 256)
     log = next((out / "table3" / "B_S256").glob("*.log")).read_text()
     assert "warm start of B from" in log and "conv3_2 <- conv3_2, fc6 <- fc6" in log

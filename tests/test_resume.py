@@ -174,11 +174,11 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, mon
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
 
-    def broken_save(checkpoint, filepath):  # a write that dies half-way
-        Path(filepath).write_bytes(b"half a checkp")
+    def broken_save(checkpoint, file):  # a write that dies half-way
+        file.write(b"half a checkp")
         raise OSError("disk full")
 
-    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io._atomic_save", broken_save)
+    monkeypatch.setattr("vgg_lightning.runtime.saving.torch.save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()

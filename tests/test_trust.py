@@ -21,7 +21,11 @@ from conftest import FAST, REPO, read_results, run_cli
 from PIL import Image
 
 HELPERS = str(Path(__file__).parent / "helpers")
-STEPS = [*(a for a in FAST if not a.startswith("trainer.max_epochs")), "trainer.limit_test_batches=2"]
+STEPS = [
+    *(a for a in FAST if not a.startswith("trainer.max_epochs")),
+    "trainer.limit_test_batches=2",
+    "print_config=false",
+]
 
 
 def errors(result) -> list[str]:

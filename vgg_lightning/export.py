@@ -25,7 +25,7 @@ from torch import nn
 
 from .models import TORCHVISION, VGG, from_torchvision, to_torchvision
 from .models.interop import TORCHVISION_NAMES
-from .runtime.checkpoints import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
+from .runtime.checkpoints import read_checkpoint, CheckpointError, net_from_checkpoint, read_vgg_checkpoint
 
 FORMATS = ("onnx", "torchscript", "torchvision")
 ATOL, RTOL = 1e-4, 1e-4  # float32 on the CPU; the runtimes reorder the sums of a conv
@@ -96,7 +96,7 @@ def export_torchvision(net: VGG, path: str) -> None:
 def run_torchvision(path: str, x: torch.Tensor, net: VGG) -> torch.Tensor:
     """torchvision's own VGG on the file at width 1; a narrow net's file (which torchvision's fixed 4096-wide
     classifier cannot hold) read back by `from_torchvision`, itself tested against torchvision."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     if net.width == 1.0:
         import torchvision
 

@@ -85,14 +85,17 @@ def match(results: dict) -> paper.Row | None:
         return None
 
 
-REQUIRED = {"config": str, "top1_error": (int, float), "top5_error": (int, float)}  # what every row shows
+# what every row shows: a classification run's errors, or a transfer run's metric (task=transfer, Table 11)
+REQUIRED = {"config": str, "top1_error": (int, float), "top5_error": (int, float)}
+REQUIRED_TRANSFER = {"config": str, "metric": str}
 
 
 def malformed(results) -> str | None:
     """Why a parsed results.json cannot be a row of the report (None: it can)."""
     if not isinstance(results, dict):
         return f"not a results file (a JSON {type(results).__name__}, expected an object)"
-    wrong = [key for key, kind in REQUIRED.items() if not isinstance(results.get(key), kind)]
+    required = REQUIRED_TRANSFER if results.get("task") == "transfer" else REQUIRED
+    wrong = [key for key, kind in required.items() if not isinstance(results.get(key), kind)]
     return f"not a results file (missing or malformed: {', '.join(wrong)})" if wrong else None
 
 

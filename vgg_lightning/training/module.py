@@ -36,7 +36,7 @@ class PlateauSchedule(ReduceLROnPlateau):
 
 
 OPTIM_RULES = {  # key -> (accepted, what it means)
-    "lr": (lambda v: v > 0, "a positive learning rate (0.01: the paper)"),
+    "lr": (lambda v: v >= 0, "a learning rate >= 0 (0.01: the paper; 0 trains nothing)"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1) (0.9: the paper)"),
     "weight_decay": (lambda v: v >= 0, "an L2 multiplier >= 0 (5e-4: the paper)"),
     "factor": (lambda v: 0 < v < 1, "the lr's multiplier at a plateau, in (0, 1) (0.1: the paper)"),
