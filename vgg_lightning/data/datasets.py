@@ -117,14 +117,24 @@ def _none_decodes(paths: list[str]) -> str | None:
 
 
 def _class_differences(classes_of: dict[str, list[str]]) -> str:
-    """Which classes each split lacks, by name (the first few)."""
+    """Each split's class count with the folders only it has, then which classes each split lacks, by name (the
+    first few): 'train: 2 (only here: dog), val: 2 (only here: eel); train lacks eel; val lacks dog'."""
     every = set().union(*map(set, classes_of.values()))
-    parts = []
+
+    def first_few(names) -> str:
+        names = sorted(names)
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    counts = []
     for split, classes in classes_of.items():
-        missing = sorted(every - set(classes))
+        others = set().union(*(set(c) for s, c in classes_of.items() if s != split))
+        only = set(classes) - others
+        counts.append(f"{split}: {len(classes)}" + (f" (only here: {first_few(only)})" if only else ""))
+    parts = [", ".join(counts)]
+    for split, classes in classes_of.items():
+        missing = every - set(classes)
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            parts.append(f"{split} lacks {shown}")
+            parts.append(f"{split} lacks {first_few(missing)}")
     return "; ".join(parts)
 
 
