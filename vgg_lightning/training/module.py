@@ -88,9 +88,10 @@ class VGGClassifier(L.LightningModule):
             self.net.features.requires_grad_(False)
         # No per-step reads of device values between logging intervals (each would be a host-device sync that
         # drains the GPU's launch queue): the training labels are our loader's, so torchmetrics need not check
-        # them (a torch.unique), and a count of skipped files is never NaN (its NaN check is an `if tensor.any()`).
+        # them (a torch.unique); the loss and the count of skipped files skip torchmetrics' NaN check (an
+        # `if tensor.any()`), which would also drop a NaN loss from the mean: a diverged run's loss reads NaN.
         self.train_metrics = error_metrics(num_classes, validate_args=False)
-        self.train_loss = MeanMetric()
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric(nan_strategy="disable")  # see _log_skipped
 
