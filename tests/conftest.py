@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from slurm_cluster import slurm  # noqa: F401  (the real single-node SLURM of the SLURM tests)
 
 from vgg_lightning.data.demo import make_demo_dataset
@@ -16,10 +17,31 @@ from vgg_lightning.data.demo import make_demo_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """One folder for the whole pytest run, whichever xdist worker asks (each worker's basetemp is its child)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> str:
-    """A small demo set (8 classes, 4 train and 2 val images each) in the ImageNet layout."""
-    return make_demo_dataset(str(tmp_path_factory.mktemp("data") / "demo"), train_per_class=4, val_per_class=2)
+    """A small demo set (8 classes, 4 train and 2 val images each) in the ImageNet layout, written once for all
+    workers (make_demo_dataset renames a finished set into place)."""
+    return make_demo_dataset(str(shared_dir(tmp_path_factory) / "demo"), train_per_class=4, val_per_class=2)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_root) -> Path:
+    """The run dir of one demo training through the CLI (`experiment=demo`, FAST): trained once for the whole
+    run by whichever worker asks first (a Python start with torch is ~10 s of every CLI test), then read by the
+    tests that need a trained run or its checkpoint. Tests read it and never write into it."""
+    shared = shared_dir(tmp_path_factory)
+    run_dir = shared / "demo_run"
+    with FileLock(str(shared / "demo_run.lock")):
+        if not (run_dir / "results.json").exists():
+            env = {**os.environ, "WANDB_MODE": "offline", "VGG_LIGHTNING_CACHE": str(shared / "demo_run_cache")}
+            run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=env, cwd=shared)
+    return run_dir
 
 
 @pytest.fixture

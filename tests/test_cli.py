@@ -64,10 +64,9 @@ def test_missing_data_root_names_the_path_and_the_fix(cli_env, tmp_path):
     assert "/nowhere/imagenet" in result.stderr and "data.root=" in result.stderr and "experiment=demo" in result.stderr
 
 
-def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
-    run_dir = tmp_path / "train"
+def test_demo_train_then_eval(cli_env, tmp_path, demo_root, demo_run):
+    run_dir = demo_run  # experiment=demo data.root=DEMO_ROOT *FAST, through the CLI
     common = ["experiment=demo", f"data.root={demo_root}", *FAST]
-    run_cli(*common, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)
 
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists()
@@ -125,14 +124,13 @@ def test_demo_train_then_eval(cli_env, tmp_path, demo_root):
     assert result.returncode != 0 and "cannot read checkpoint" in result.stderr
 
 
-def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root):
-    weights = []
-    for name in ("first", "second"):
-        run_dir = tmp_path / name
-        run_cli(
-            "experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path
-        )
-        state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-        weights.append(state)
+def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root, demo_run):
+    """demo_run's command again, in another process, run dir and cache: the same weights, bit for bit."""
+    run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={tmp_path / 'again'}", env=cli_env,
+            cwd=tmp_path)  # fmt: skip
+    weights = [
+        torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        for run_dir in (demo_run, tmp_path / "again")
+    ]
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)

@@ -166,11 +166,12 @@ def test_crop_and_flip_are_drawn_as_torchvision_draws_them():
     jittered = [sample_crop(375, 500, (256, 512), rng) for _ in range(n)]
     sides = np.array([p.scale for p in jittered])
     assert sides.min() == 256 and sides.max() == 512 and uniform(sides, 256, 512) > 1e-3
+    rescaled = {s: TF.resize(torch.zeros(1, 375, 500), s).shape[1:] for s in set(sides.tolist())}  # torchvision's
     for p in jittered:
-        h, w = TF.resize(torch.zeros(1, 375, 500), p.scale).shape[1:]
+        h, w = rescaled[p.scale]
         assert 0 <= p.top <= h - CROP and 0 <= p.left <= w - CROP
     # the offset as a fraction of its range: uniform on [0, 1] whatever S was drawn
-    fractions = [p.left / (TF.resize(torch.zeros(1, 375, 500), p.scale).shape[2] - CROP) for p in jittered]
+    fractions = [p.left / (rescaled[p.scale][1] - CROP) for p in jittered]
     assert chisquare(np.histogram(fractions, bins=5, range=(0, 1 + 1e-9))[0]).pvalue > 1e-3
 
 

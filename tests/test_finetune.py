@@ -67,7 +67,7 @@ def test_weights_torchvision_in_training_is_used_not_ignored(demo_root, cli_env,
 SUBSET = ("disc_red", "triangle_yellow", "disc_cyan", "triangle_purple")  # 4 of the demo's 8 hues, far apart
 
 
-def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli_env, tmp_path):
+def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli_env, tmp_path, demo_run):
     """experiments/finetune.yaml with a demo checkpoint, in torchvision's format, in place of torchvision's file;
     the net's size, the schedule (48 steps, lr 0.01, the head's 0.05) and no dropout are the demo's, so that a
     nearly untrained source learns in seconds. It learns: val error well below chance."""
@@ -76,8 +76,7 @@ def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli
     for split in ("train", "val"):
         for name in SUBSET:
             shutil.copytree(Path(demo, split, name), subset / split / name)
-    source_dir = tmp_path / "source"
-    run_cli("experiment=demo", f"data.root={demo}", *FAST, f"hydra.run.dir={source_dir}", env=cli_env, cwd=tmp_path)
+    source_dir = demo_run  # 2 steps of the demo on a smaller set of the same 8 classes
     source = torch.load(source_dir / "checkpoints" / "last.ckpt", weights_only=True)
     weights = tmp_path / "vgg11_demo.pth"  # what --to torchvision writes
     run_cli(str(source_dir / "checkpoints" / "last.ckpt"), "--to", "torchvision", "--out", str(weights),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
+from conftest import read_results, run_cli
 
 from vgg_lightning.data.classes import class_names, imagenet_categories
 from vgg_lightning.data.demo import CLASSES as DEMO_CLASSES
@@ -16,13 +15,10 @@ from vgg_lightning.evaluation.predict import Predictor, input_files
 from vgg_lightning.models import build_vgg, to_torchvision
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_root) -> Path:
+@pytest.fixture
+def trained(demo_run) -> Path:
     """A demo run's last.ckpt (8 classes, a few steps)."""
-    tmp = tmp_path_factory.mktemp("trained")
-    env = {**os.environ, "WANDB_MODE": "offline", "VGG_LIGHTNING_CACHE": str(tmp / "cache")}
-    run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={tmp / 'run'}", env=env, cwd=tmp)
-    return tmp / "run" / "checkpoints" / "last.ckpt"
+    return demo_run / "checkpoints" / "last.ckpt"
 
 
 def read_predictions(run_dir: Path) -> list[dict]:

@@ -73,6 +73,10 @@ def assert_same_end_state(resumed: dict, expected: dict) -> None:
             torch.testing.assert_close(resumed[part][key], expected[part][key], rtol=0, atol=0, msg=f"{part} {key}")
 
 
+# The tests that compare with `straight` run on one xdist worker, so that it is trained once, not once a worker.
+ON_STRAIGHTS_WORKER = pytest.mark.xdist_group("resume_straight")
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, demo_root) -> dict:
     """The uninterrupted single-process run every resume below must end exactly equal to."""
@@ -105,6 +109,7 @@ def killed_then_resumed(run_dir, common, env, kill: list[str], group: bool = Fal
     return saved["global_step"], end_state(run_dir)
 
 
+@ON_STRAIGHTS_WORKER
 def test_sigkill_mid_epoch_before_an_lr_cut_then_resume_ends_exactly_equal(cli_env, tmp_path, demo_root, straight):
     common = [*RUN, f"data.root={demo_root}"]
     saved_step, resumed = killed_then_resumed(
@@ -114,6 +119,7 @@ def test_sigkill_mid_epoch_before_an_lr_cut_then_resume_ends_exactly_equal(cli_e
     assert_same_end_state(resumed, straight)
 
 
+@ON_STRAIGHTS_WORKER
 def test_sigkill_in_the_first_epoch_resumes_from_its_step_checkpoint(cli_env, tmp_path, demo_root, straight):
     common = [*RUN, f"data.root={demo_root}"]
     saved_step, resumed = killed_then_resumed(
@@ -123,6 +129,7 @@ def test_sigkill_in_the_first_epoch_resumes_from_its_step_checkpoint(cli_env, tm
     assert_same_end_state(resumed, straight)
 
 
+@ON_STRAIGHTS_WORKER
 def test_resume_from_slurms_hpc_checkpoint(cli_env, tmp_path, demo_root, straight):
     """Lightning's SIGUSR1 handler saves <default_root_dir>/hpc_ckpt_N.ckpt with trainer.save_checkpoint; the
     helper does the same at step 5 (newer than last.ckpt's step 3), then dies; ckpt_path=last takes it."""

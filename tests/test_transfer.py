@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import FAST, read_results, run_cli
+from conftest import read_results, run_cli
 from omegaconf import OmegaConf
 from PIL import Image
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, recall_score
@@ -295,11 +295,12 @@ def test_a_resumed_extraction_computes_only_the_missing_shards(demo_root, tmp_pa
 
 
 # -- the chain through the CLI ----------------------------------------------------------------------------
-def test_demo_chain_train_features_transfer_through_the_cli(cli_env, tmp_path):
+def test_demo_chain_train_features_transfer_through_the_cli(cli_env, tmp_path, demo_run):
+    """demo_run (the demo trained through the CLI) -> task=features on a set it never saw -> task=transfer ->
+    the report."""
     demo = make_demo_dataset(str(tmp_path / "demo"), train_per_class=6, val_per_class=4)  # 80 images, 8 classes
     common = [f"data.root={demo}", "logger=csv", "data.num_workers=0"]
-    run_cli("experiment=demo", *FAST, *common, f"hydra.run.dir={tmp_path / 'train'}", env=cli_env, cwd=tmp_path)
-    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    ckpt = demo_run / "checkpoints" / "last.ckpt"
     features_args = ["task=features", "experiment=demo", *common, f"ckpt_path={ckpt}", "features.scales=[224]",
                      f"hydra.run.dir={tmp_path / 'features'}"]  # fmt: skip
     run_cli(*features_args, env=cli_env, cwd=tmp_path)
