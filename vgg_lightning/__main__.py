@@ -48,18 +48,18 @@ def main(cfg: DictConfig):
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Every value a user can mistype, refused before any work (each room checks its own)."""
-    from .data.datamodule import check_data_settings
-    from .evaluation.protocols import check_eval_settings
-    from .models import check_model_settings
+    """Every value a user can mistype, refused before any work (each room checks its own, in its torch-free
+    settings module: the refusal comes before the seconds that importing torch and Lightning takes)."""
+    from .data.settings import check_data_settings
+    from .evaluation.settings import check_eval_settings
+    from .models.settings import check_model_settings
+    from .training.settings import check_optim_settings
 
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)
     if cfg.task in ("train", "eval"):
         check_eval_settings(cfg.eval)
     if cfg.task == "train":
-        from .training.module import check_optim_settings
-
         check_optim_settings(cfg.optim)
 
 

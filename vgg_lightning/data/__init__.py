@@ -1,13 +1,22 @@
 """Data: ImageNet-layout folders, the paper's augmentation, the demo set."""
 
-from .datasets import DataLayoutError, ImageFolder, validate_layout
-from .decode import CorruptImageError
-
 __all__ = ["CorruptImageError", "DataLayoutError", "ImageFolder", "ImageNetDataModule", "validate_layout"]
+
+_IN_DATASETS = ("DataLayoutError", "ImageFolder", "validate_layout")
 
 
 def __getattr__(name: str):
-    # the datamodule imports Lightning: the data commands (prepare, check) start faster without it
+    # Importing data.settings runs this file first, and the app's settings checks stay torch-free: the datasets
+    # (torch) are imported on first use. The datamodule imports Lightning: the data commands (prepare, check)
+    # start faster without it.
+    if name in _IN_DATASETS:
+        from . import datasets
+
+        return getattr(datasets, name)
+    if name == "CorruptImageError":
+        from .decode import CorruptImageError
+
+        return CorruptImageError
     if name == "ImageNetDataModule":
         from .datamodule import ImageNetDataModule
 

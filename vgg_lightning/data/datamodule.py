@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Mapping
 
 import lightning as L
 import torch
@@ -15,7 +14,8 @@ from torch.utils.data import DataLoader
 from .datasets import CorruptFiles, ImageFolder, collate, validate_layout
 from .device_decode import decode_batch
 from .sampling import EpochSampler
-from .transforms import CROP, BatchNormalizer, default_test_scale, parse_scale
+from .settings import check_data_settings, default_test_scale, parse_scale
+from .transforms import CROP, BatchNormalizer
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +32,6 @@ def loader_worker_init(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":
         pl_worker_init_function(worker_id)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_data_settings(data: Mapping) -> None:
-    """Refuse, before any work, data settings that cannot load a batch (naming the key, the value and what
-    would do). The scales and the other choices are checked by their own parsers, called here too."""
-    rules = {
-        "batch_size": (lambda b: _is_int(b) and b >= 1, "the global batch, a positive int (256: the paper)"),
-        "max_device_batch": (lambda b: b is None or (_is_int(b) and b >= 1), "a positive int, or null: no limit"),
-        "num_workers": (lambda n: _is_int(n) and n >= 0, "a number of loader processes >= 0"),
-        "test_scale": (lambda q: q is None or (_is_int(q) and q >= CROP), f"an int Q >= {CROP}, or null"),
-        "num_classes": (lambda c: c is None or (_is_int(c) and c >= 1), "a positive int, or null: the folders'"),
-    }
-    for key, (ok, accepted) in rules.items():
-        if key in data and not ok(data[key]):
-            raise ValueError(f"data.{key}={data[key]!r}: expected {accepted}")
-    if "scale" in data:
-        parse_scale(data.get("scale_range") if str(data["scale"]).lower() == "jitter" else data["scale"])
 
 
 def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None = None) -> tuple[int, int]:

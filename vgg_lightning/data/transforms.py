@@ -12,7 +12,6 @@ Per batch, on the device: conversion to float, the AlexNet PCA colour shift, mea
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,33 +20,12 @@ import torch
 from .. import paper
 from ..runtime.compat import upsample_bilinear_aa
 from .decode import decode_reduced, image_size
+from .settings import CROP
+from .settings import parse_scale as parse_scale  # still importable from here, its first home
 
-CROP = 224
 NORMALIZATIONS = ("paper", "torchvision")
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
-
-
-def parse_scale(scale) -> tuple[int, int]:
-    """256 -> (256, 256); 'jitter' -> the paper's (256, 512); [a, b] -> (a, b). The range is inclusive."""
-    if isinstance(scale, str) and scale.strip().lower() == "jitter":
-        return paper.JITTER
-    if isinstance(scale, Sequence) and not isinstance(scale, str) and len(scale) == 2:  # also Hydra's ListConfig
-        low, high = int(scale[0]), int(scale[1])
-    else:
-        try:
-            low = high = int(scale)
-        except (TypeError, ValueError):
-            raise ValueError(f"data.scale={scale!r}: use an int S (256, 384), 'jitter', or [S_min, S_max]") from None
-    if not CROP <= low <= high:
-        raise ValueError(f"data.scale={scale!r}: S must be at least the crop size {CROP} (and S_min <= S_max)")
-    return low, high
-
-
-def default_test_scale(train_scale) -> int:
-    """Q when none is given: S for a fixed S, the middle of the range for jittering (the paper's 384)."""
-    low, high = parse_scale(train_scale)
-    return (low + high) // 2
 
 
 def rescaled_size(height: int, width: int, side: int) -> tuple[int, int]:

@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 from torchvision.datasets.folder import is_image_file
 
 from ..data.classes import IMAGENET_CLASSES, class_names
-from ..data.transforms import BatchNormalizer, default_test_scale
+from ..data.settings import default_test_scale
+from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from ..runtime.checkpoints import CheckpointError, checkpoint_classes, net_from_checkpoint, read_vgg_checkpoint
 from ..runtime.job import output_dir

@@ -25,6 +25,7 @@ import torch
 
 from ..data.transforms import CROP, center_offset
 from ..models import VGG
+from .settings import PROTOCOL_METHODS, check_protocol
 
 GRID = 5  # multi-crop: a 5x5 grid of crops per scale, each also flipped
 DEFAULT_CROP_BATCH = 128
@@ -59,38 +60,10 @@ def multicrop_posterior(net: VGG, x: torch.Tensor, crop_batch: int = DEFAULT_CRO
 
 
 Method = Callable[..., torch.Tensor]
+METHODS: dict[str, Method] = {"center": center_posterior, "dense": dense_posterior, "multicrop": multicrop_posterior}
 PROTOCOLS: dict[str, tuple[Method, ...]] = {
-    "center": (center_posterior,),
-    "dense": (dense_posterior,),
-    "multicrop": (multicrop_posterior,),
-    "dense_multicrop": (dense_posterior, multicrop_posterior),
+    name: tuple(METHODS[method] for method in methods) for name, methods in PROTOCOL_METHODS.items()
 }
-
-
-def check_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"eval.protocol={protocol!r}: choose one of {', '.join(PROTOCOLS)} (eval=dense, ...)")
-    return protocol
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_eval_settings(eval_cfg) -> None:
-    """Refuse, before any work (before the training they follow), test settings that cannot run: every
-    protocol looks at 224x224 views, so Q >= 224."""
-    check_protocol(eval_cfg.get("protocol", "center"))
-    scales = eval_cfg.get("scales")
-    if scales is not None and (isinstance(scales, (str, int)) or not scales or not all(
-            isinstance(q, int) and not isinstance(q, bool) and q >= CROP for q in scales)):  # fmt: skip
-        raise ValueError(f"eval.scales={scales!r}: expected a list of ints Q >= {CROP} (e.g. [256,384,512]), or null")
-    for key, accepted in (("batch_size", "images per batch"), ("crop_batch", "views per forward pass")):
-        if key in eval_cfg and not _positive_int(eval_cfg[key]):
-            raise ValueError(f"eval.{key}={eval_cfg[key]!r}: expected a positive int ({accepted})")
-    for key in ("max_pixels", "max_aspect"):
-        if eval_cfg.get(key) is not None and not (isinstance(eval_cfg[key], (int, float)) and eval_cfg[key] >= 1):
-            raise ValueError(f"eval.{key}={eval_cfg[key]!r}: expected a number >= 1, or null: no bound")
 
 
 def posterior(

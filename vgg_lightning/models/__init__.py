@@ -1,21 +1,7 @@
 """The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, and torchvision interop."""
 
-from .interop import TORCHVISION, from_torchvision, to_torchvision, torchvision_weights_path
-from .vgg import (
-    ALL_CONFIGS,
-    CONFIGS,
-    FAST_CONFIGS,
-    FAST_NETS,
-    TABLE_1,
-    VGG,
-    build_vgg,
-    canonical_config,
-    check_model_settings,
-    count_parameters,
-    flops_per_image,
-    from_settings,
-    settings_spec,
-)
+from .settings import canonical_config, check_model_settings
+from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, FAST_NETS, TABLE_1
 
 __all__ = [
     "ALL_CONFIGS",
@@ -36,3 +22,20 @@ __all__ = [
     "torchvision_weights_path",
     "TORCHVISION",
 ]
+
+# Importing models.settings runs this file first: the nets and their interop import torch, so they are imported
+# on first use, and the app's settings checks stay torch-free.
+_IN_VGG = ("VGG", "build_vgg", "count_parameters", "flops_per_image", "from_settings", "settings_spec")
+_IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_weights_path")
+
+
+def __getattr__(name: str):
+    if name in _IN_VGG:
+        from . import vgg
+
+        return getattr(vgg, name)
+    if name in _IN_INTEROP:
+        from . import interop
+
+        return getattr(interop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

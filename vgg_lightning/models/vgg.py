@@ -1,7 +1,7 @@
 """VGG configurations A, A-LRN, B, C, D and E of Simonyan & Zisserman (ICLR 2015), Table 1, and the earlier,
 faster VGG-F, VGG-M and VGG-S of Chatfield et al. ("Return of the Devil in the Details", BMVC 2014).
 
-The whole architecture is the tables below, written as the papers write them: "3-256 x2" is two 3x3 convs with
+The whole architecture is the tables of `tables`, written as the papers write them: "3-256 x2" is two 3x3 convs with
 256 output channels, "1-256" a 1x1 conv, "LRN" a local response normalisation; a 2x2 max-pool ends every
 Table 1 block. The fast nets have one conv per block with strides, paddings and pools of their own, so their
 cells say more (see `FAST_NETS`); the same parser reads both tables and one `VGG` class builds any row.
@@ -25,57 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-#          block 1          block 2      block 3             block 4             block 5
-TABLE_1: dict[str, tuple[str, ...]] = {
-    "A":     ("3-64",         "3-128",     "3-256 x2",          "3-512 x2",          "3-512 x2"),
-    "A-LRN": ("3-64, LRN",    "3-128",     "3-256 x2",          "3-512 x2",          "3-512 x2"),
-    "B":     ("3-64 x2",      "3-128 x2",  "3-256 x2",          "3-512 x2",          "3-512 x2"),
-    "C":     ("3-64 x2",      "3-128 x2",  "3-256 x2, 1-256",   "3-512 x2, 1-512",   "3-512 x2, 1-512"),
-    "D":     ("3-64 x2",      "3-128 x2",  "3-256 x3",          "3-512 x3",          "3-512 x3"),
-    "E":     ("3-64 x2",      "3-128 x2",  "3-256 x4",          "3-512 x4",          "3-512 x4"),
-}  # fmt: skip
+from .settings import INIT_SCHEMES, canonical_config, check_model_settings
+from .tables import FAST_NETS, SHALLOW_NETS, TABLE_1
 
-# Sec. 4.1's test of the 3x3 argument (Sec. 2.3): B with each pair of 3x3 convs replaced by one 5x5 conv (same
-# receptive field, fewer non-linearities, more weights), the same pools and head; a 5x5 conv keeps the size
-# (padding 2), as Table 1's convs do.
-SHALLOW_NETS: dict[str, tuple[str, ...]] = {
-    "B-shallow": ("5-64",      "5-128",     "5-256",             "5-512",             "5-512"),
-}  # fmt: skip
-
-# Chatfield et al. 2014, Table 1. One conv per block, so a cell can afford more words: "11-64/4 pad0" is an
-# 11x11 conv with 64 channels, stride 4, padding 0 (a conv without "pad" keeps the size, as in Table 1), and
-# "pool3/2" a 3x3 max-pool with stride 2, rounding up as Caffe does. The released VGG_CNN_S deploy prototxt
-# differs from VGG-S below in conv2 and pool2 ("5-256 pad0, pool2/2": 33 -> 17 instead of 35 -> 17); the
-# parameters and the 17x17 and 6x6 maps are the same either way (README, "The fast nets").
-#              conv1                         conv2                          conv3    conv4    conv5
-FAST_NETS: dict[str, tuple[str, ...]] = {
-    "VGG-F": ("11-64/4 pad0, LRN, pool3/2",  "5-256, LRN, pool3/2",         "3-256", "3-256", "3-256, pool3/2"),
-    "VGG-M": ("7-96/2 pad0, LRN, pool3/2",   "5-256/2 pad1, LRN, pool3/2",  "3-512", "3-512", "3-512, pool3/2"),
-    "VGG-S": ("7-96/2 pad0, LRN, pool3/3",   "5-256 pad1, pool3/2",         "3-512", "3-512", "3-512, pool3/3"),
-}  # fmt: skip
-
-CONFIGS: tuple[str, ...] = tuple(TABLE_1)
-SHALLOW_CONFIGS: tuple[str, ...] = tuple(SHALLOW_NETS)
-FAST_CONFIGS: tuple[str, ...] = tuple(FAST_NETS)
-ALL_CONFIGS: tuple[str, ...] = CONFIGS + SHALLOW_CONFIGS + FAST_CONFIGS
-_BY_KEY = {name.upper(): name for name in ALL_CONFIGS}
 FC_WIDTH = 4096
 INPUT_SIZE = 224
-INIT_SCHEMES = ("gaussian", "xavier", "kaiming")
 _TABLE_1_POOL = "pool2/2"  # implicit at the end of every Table 1 block
-
-
-def canonical_config(name: str) -> str:
-    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name, 'b_shallow' -> 'B-shallow', 'vgg_f', 'VGG-F' -> 'VGG-F';
-    anything else is a ValueError listing the choices."""
-    key = str(name).strip().upper().replace("_", "-")
-    if key not in _BY_KEY:
-        raise ValueError(
-            f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1), "
-            f"{', '.join(SHALLOW_CONFIGS)} (Sec. 4.1) or {', '.join(FAST_CONFIGS)} (Chatfield et al. 2014; also "
-            f"spelled vgg_f, vgg_m, vgg_s)"
-        )
-    return _BY_KEY[key]
 
 
 @dataclass(frozen=True)
@@ -327,28 +282,6 @@ def build_vgg(config: str, num_classes: int = 1000, width: float = 1.0, **kwargs
 
 # the settings of conf/model that shape the net (the rest, init_from, channels_last, ..., the training uses)
 BUILD_KEYS = ("config", "width", "dropout", "init", "init_std")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_model_settings(model: Mapping) -> None:
-    """Refuse, before any work, model settings no net can be built from (naming the key, the value and what
-    would do)."""
-    canonical_config(model.get("config", "D"))
-    rules = {
-        "width": (
-            lambda w: _is_number(w) and 0 < w <= 8,
-            "a positive multiplier of the widths, up to 8 (1.0: the paper)",
-        ),
-        "dropout": (lambda p: _is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
-        "init": (lambda i: i in INIT_SCHEMES, f"one of {', '.join(INIT_SCHEMES)}"),
-        "init_std": (lambda s: _is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
-    }
-    for key, (ok, accepted) in rules.items():
-        if key in model and not ok(model[key]):
-            raise ValueError(f"model.{key}={model[key]!r}: expected {accepted}")
 
 
 def from_settings(model: Mapping, num_classes: int) -> VGG:

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .. import paper  # noqa: E402
-from ..models.vgg import CONFIGS, weight_layers  # noqa: E402
+from ..models.tables import CONFIGS  # noqa: E402
+from ..models.vgg import weight_layers  # noqa: E402
 from ..paper import format_scale  # noqa: E402
 from .runs import ERRORS, Run  # noqa: E402
 
