@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .runtime.app_help import TASKS
+from .runtime.app_help import TASKS, help_text
 from .runtime.config_files import primary_config_dir, register_groups
 from .runtime.config_tree import print_config_tree
 from .runtime.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
@@ -88,6 +88,11 @@ def cli() -> None:
     """The app, with one-line errors: Hydra is asked to pass every error up (HYDRA_FULL_ERROR), and those the
     user can fix are printed as one message (no traceback), exit code 1. HYDRA_FULL_ERROR=1 set by the
     user shows every traceback, as Hydra does."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        # Printed here, not through Hydra's help template: Hydra lists every config group before filling the
+        # template (a deep copy of the config store per group, ~15 s), although our text lists them itself.
+        print(help_text())
+        return
     sys.argv.extend(rank_consistent_overrides(sys.argv[1:]))
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         os.environ.update(HYDRA_FULL_ERROR="1", **{ONE_LINE_ERRORS: "1"})  # inherited by the ranks it starts

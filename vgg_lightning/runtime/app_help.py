@@ -58,4 +58,4 @@ def help_text() -> str:
         "",
         "Any key of the composed config can be overridden: see it with --cfg job. Hydra's own help: --hydra-help.",
     ]
-    return "\n".join(lines).replace("$", "$$")  # Hydra fills the template with string.Template
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The OmegaConf resolvers the configs use, decided on the machine and in the job that runs:
 `${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
 `${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from), `${workers:8}` (loader processes:
-min(8, cores - 1)), `${app_help:}` (--help) and `${slurm_cpus_per_task:}`, `${slurm_gpus_per_node:}`
+min(8, cores - 1)), `${slurm_cpus_per_task:}`, `${slurm_gpus_per_node:}`
 (hydra/launcher=slurm's resources). Imports stay inside the
 functions so that composing a config does not import Lightning."""
 
@@ -40,12 +40,6 @@ def _slurm_gpus_per_node(accelerator, devices) -> int | None:
     return slurm_gpus_per_node(accelerator, devices)
 
 
-def _app_help() -> str:
-    from .app_help import help_text
-
-    return help_text()
-
-
 def _workers(most: int | str = 8) -> int:
     """Loader processes for this machine: one core left to the main process, at most `most`."""
     import os
@@ -57,7 +51,6 @@ def _workers(most: int | str = 8) -> int:
 def register_resolvers() -> None:
     for name, resolver in (
         ("workers", _workers),
-        ("app_help", _app_help),
         ("wandb_mode", _wandb_mode),
         ("default_precision", _default_precision),
         ("warm_start", _warm_start),
