@@ -48,11 +48,15 @@ def main(cfg: DictConfig):
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Every value a user can mistype, refused before any work (each room checks its own, in its torch-free
-    settings module: the refusal comes before the seconds that importing torch and Lightning takes)."""
+    """Every value a user can mistype, and the files the task reads, refused before any work (each room checks
+    its own, in torch-free modules: the refusal comes before the seconds that importing torch and Lightning
+    takes). The cheap checks first: the data folder's comes last, as the demo set is generated there."""
+    from .data.layout import SPLITS, checked_layout, layout_settings
+    from .data.readers import read_labelled
     from .data.settings import check_data_settings
-    from .evaluation.settings import check_eval_settings
+    from .evaluation.settings import EVAL_SPLITS, check_eval_settings, existing_features
     from .models.settings import check_model_settings
+    from .runtime.checkpoint_files import check_checkpoints_exist
     from .training.settings import check_optim_settings
 
     check_model_settings(cfg.model)
@@ -61,6 +65,13 @@ def check_settings(cfg: DictConfig) -> None:
         check_eval_settings(cfg.eval)
     if cfg.task == "train":
         check_optim_settings(cfg.optim)
+    check_checkpoints_exist(cfg)
+    if cfg.task == "transfer":
+        existing_features(cfg.transfer.features)
+    if cfg.task in ("train", "eval"):  # the splits the task's datamodule checks (training/task, evaluation/task)
+        checked_layout(**layout_settings(cfg.data, SPLITS if cfg.task == "train" else EVAL_SPLITS))
+    if cfg.task == "features":  # the reader checks the layout as it lists the images (again in the task)
+        read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
 
 def user_error(error: BaseException) -> str | None:

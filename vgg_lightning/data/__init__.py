@@ -2,17 +2,21 @@
 
 __all__ = ["CorruptImageError", "DataLayoutError", "ImageFolder", "ImageNetDataModule", "validate_layout"]
 
-_IN_DATASETS = ("DataLayoutError", "ImageFolder", "validate_layout")
+_IN_LAYOUT = ("DataLayoutError", "validate_layout")
 
 
 def __getattr__(name: str):
     # Importing data.settings runs this file first, and the app's settings checks stay torch-free: the datasets
     # (torch) are imported on first use. The datamodule imports Lightning: the data commands (prepare, check)
     # start faster without it.
-    if name in _IN_DATASETS:
-        from . import datasets
+    if name in _IN_LAYOUT:
+        from . import layout
 
-        return getattr(datasets, name)
+        return getattr(layout, name)
+    if name == "ImageFolder":
+        from .datasets import ImageFolder
+
+        return ImageFolder
     if name == "CorruptImageError":
         from .decode import CorruptImageError
 

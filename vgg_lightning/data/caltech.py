@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from torchvision.datasets.folder import is_image_file
 
-from .datasets import DataLayoutError
 from .labelled import LabelledImages
+from .layout import DataLayoutError, is_image_file
 
 # name -> (classes as the paper counts them, the archive's folder, the background class)
 LAYOUTS = {

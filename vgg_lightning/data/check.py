@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from rich.console import Console
 from rich.progress import track
 
-from .datasets import DataLayoutError, image_files, split_samples
 from .decode import check_file
+from .layout import DataLayoutError, image_files, split_samples
 from .readers import READERS, read_labelled
 
 SPLITS = ("train", "val")
@@ -26,7 +26,7 @@ SPLITS = ("train", "val")
 
 def files_to_check(root: str) -> list[str]:
     """What training and evaluation read: of a data root, the samples of its splits (train/, val/); of a split
-    or any other folder, its images. The same walk as the loader's (`datasets.image_files`: links followed,
+    or any other folder, its images. The same walk as the loader's (`layout.image_files`: links followed,
     folder cycles not)."""
     splits = [os.path.join(root, split) for split in SPLITS if os.path.isdir(os.path.join(root, split))]
     if splits:

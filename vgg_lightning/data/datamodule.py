@@ -11,8 +11,9 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
-from .datasets import CorruptFiles, ImageFolder, collate, validate_layout
+from .datasets import CorruptFiles, ImageFolder, collate
 from .device_decode import decode_batch
+from .layout import SPLITS, checked_layout
 from .sampling import EpochSampler
 from .settings import check_data_settings, default_test_scale, parse_scale
 from .transforms import CROP, BatchNormalizer
@@ -78,7 +79,7 @@ class ImageNetDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = True,
         demo: dict | None = None,
-        splits: tuple[str, ...] = ("train", "val"),
+        splits: tuple[str, ...] = SPLITS,
     ) -> None:
         super().__init__()
         self.root = str(root)
@@ -104,11 +105,7 @@ class ImageNetDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         """Validate the folder layout (generating the demo set first if this is the demo) and list the classes."""
         if self._classes is None:
-            if self.demo is not None:
-                from .demo import make_demo_dataset
-
-                make_demo_dataset(self.root, **self.demo)
-            self._classes = validate_layout(self.root, self.splits, self.expected_classes)
+            self._classes = checked_layout(self.root, self.splits, self.expected_classes, self.demo)
         return self._classes
 
     @property

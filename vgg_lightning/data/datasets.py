@@ -11,131 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import is_image_file
 
-from .decode import CorruptImageError, check_file, image_size, read_bytes
+from .decode import CorruptImageError, image_size, read_bytes
 from .device_decode import DECODE_ON, device_decodable_size, empty_views, encoded_item
+from .layout import DataLayoutError, split_samples, validate_layout  # noqa: F401 (DataLayoutError, validate_layout: the old import names)
 from .transforms import CROP, center_crop_params, decode_view, pca_alpha, rescale_many, sample_crop
 
 log = logging.getLogger(__name__)
 ON_CORRUPT = ("skip", "error")
-
-
-class DataLayoutError(ValueError):
-    """The data folder is not what the run needs; the message says what was found and what was expected."""
-
-
-def image_files(folder: str, _seen: set | None = None):
-    """The image files under `folder` (by extension, as torchvision's ImageFolder picks them), in sorted order,
-    following links to folders but never a folder twice (a link to a parent would loop). A name whose link
-    loops or dangles is yielded like any file: reading it fails, and it is skipped as unreadable."""
-    seen = set() if _seen is None else _seen
-    try:
-        identity = os.stat(folder)
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return
-    if (identity.st_dev, identity.st_ino) in seen:
-        return
-    seen.add((identity.st_dev, identity.st_ino))
-    for entry in entries:
-        try:
-            is_folder = entry.is_dir()
-        except OSError:  # a file link loop (ELOOP)
-            is_folder = False
-        if is_folder:
-            yield from image_files(entry.path, seen)
-        elif is_image_file(entry.name):
-            yield entry.path
-
-
-def class_folders(split_root: str) -> list[str]:
-    """The class folders of a split, sorted (as torchvision's find_classes)."""
-    return sorted(entry.name for entry in os.scandir(split_root) if _is_folder(entry))
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def split_samples(split_root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """(classes, [(path, class index)]) of a split: what training and evaluation read, and data.check checks."""
-    classes = class_folders(split_root)
-    samples = [(path, i) for i, name in enumerate(classes) for path in image_files(os.path.join(split_root, name))]
-    return classes, samples
-
-
-def validate_layout(root: str, splits=("train", "val"), num_classes: int | None = None) -> list[str]:
-    """Check `root/<split>/<class>/<images>` before any work; returns the sorted class names."""
-    if not os.path.isdir(root):
-        raise DataLayoutError(
-            f"data root {root!r} does not exist. Set data.root=/path/to/imagenet (with train/ and val/ "
-            f"inside), or try the generated demo set: python -m vgg_lightning experiment=demo"
-        )
-    problems, classes_of = [], {}
-    for split in splits:
-        path = os.path.join(root, split)
-        if not os.path.isdir(path):
-            problems.append(f"missing split folder {path!r}")
-            continue
-        classes = class_folders(path)
-        classes_of[split] = classes
-        if num_classes is not None and len(classes) != num_classes:
-            ilsvrc = ", ILSVRC-2012: for another data set pass data=imagefolder" if num_classes == 1000 else ""
-            problems.append(
-                f"{path!r} has {len(classes)} class folders, expected {num_classes} (data.num_classes={num_classes}"
-                f"{ilsvrc})"
-            )
-        firsts = {c: next(image_files(os.path.join(path, c)), None) for c in classes}
-        empty = [c for c, first in firsts.items() if first is None]
-        if empty:
-            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-            problems.append(f"{path!r}: {len(empty)} class folder(s) hold no images: {shown}")
-        if not classes:
-            problems.append(f"{path!r} has no class folders (expected {split}/<class>/<image files>)")
-        elif len(empty) < len(classes) and (undecodable := _none_decodes([f for f in firsts.values() if f])):
-            problems.append(f"{path!r}: no image decodes ({undecodable}); python -m vgg_lightning.data.check {root}")
-    if len(classes_of) == len(splits) and len({tuple(c) for c in classes_of.values()}) > 1:
-        problems.append("the splits have different class folders: " + _class_differences(classes_of))
-    if problems:
-        raise DataLayoutError(f"data root {root!r} is not an ImageNet-style layout:\n  - " + "\n  - ".join(problems))
-    return next(iter(classes_of.values()))
-
-
-def _none_decodes(paths: list[str]) -> str | None:
-    """When not one of `paths` (the first image of each class) decodes: the first one's reason."""
-    reasons = []
-    for path in paths:
-        reason = check_file(path)
-        if reason is None:
-            return None
-        reasons.append(f"{path}: {reason}")
-    return f"the first image of each of the {len(paths)} classes fails, e.g. {reasons[0]}"
-
-
-def _class_differences(classes_of: dict[str, list[str]]) -> str:
-    """Each split's class count with the folders only it has, then which classes each split lacks, by name (the
-    first few): 'train: 2 (only here: dog), val: 2 (only here: eel); train lacks eel; val lacks dog'."""
-    every = set().union(*map(set, classes_of.values()))
-
-    def first_few(names) -> str:
-        names = sorted(names)
-        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-    counts = []
-    for split, classes in classes_of.items():
-        others = set().union(*(set(c) for s, c in classes_of.items() if s != split))
-        only = set(classes) - others
-        counts.append(f"{split}: {len(classes)}" + (f" (only here: {first_few(only)})" if only else ""))
-    parts = [", ".join(counts)]
-    for split, classes in classes_of.items():
-        missing = every - set(classes)
-        if missing:
-            parts.append(f"{split} lacks {first_few(missing)}")
-    return "; ".join(parts)
 
 
 class CorruptFiles:

@@ -27,7 +27,7 @@ from unittest import mock
 from torchvision.datasets import imagenet as tv
 from torchvision.datasets.utils import check_md5
 
-from .datasets import DataLayoutError, validate_layout
+from .layout import DataLayoutError, validate_layout
 
 SPLITS = ("train", "val")
 ARCHIVES = {key: name for key, (name, _) in tv.ARCHIVE_META.items()}  # train, val, devkit -> official file name

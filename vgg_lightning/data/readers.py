@@ -12,21 +12,19 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from .caltech import read_caltech
-from .datasets import DataLayoutError, validate_layout
 from .labelled import LabelledImages
+from .layout import SPLITS, DataLayoutError, split_samples, validate_layout
 from .voc import read_voc
 
 
 def read_image_folder(root: str, splits: Sequence[str] | None = None) -> LabelledImages:
-    splits = tuple(splits or ("train", "val"))
+    splits = tuple(splits or SPLITS)
     classes = validate_layout(root, splits)
-    class_to_idx = {name: i for i, name in enumerate(classes)}
     paths, labels, names = [], [], []
-    for split in splits:
-        samples = make_dataset(os.path.join(root, split), class_to_idx, extensions=IMG_EXTENSIONS)
+    for split in splits:  # the loader's walk (links followed, folder cycles not); every split has `classes`
+        samples = split_samples(os.path.join(root, split))[1]
         paths += [path for path, _ in samples]
         labels += [label for _, label in samples]
         names += [split] * len(samples)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .datasets import DataLayoutError
 from .labelled import DIFFICULT, NEGATIVE, POSITIVE, LabelledImages
+from .layout import DataLayoutError
 
 CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
            "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")  # fmt: skip

@@ -34,6 +34,7 @@ from ..data.labelled import LabelledImages
 from ..data.readers import read_labelled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
+from ..runtime.checkpoint_files import weights_paths
 from ..runtime.checkpoints import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
 from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
 from ..runtime.job import output_dir
@@ -188,7 +189,7 @@ def feature_nets(cfg: DictConfig) -> tuple[list[VGG], list[str]]:
     if cfg.weights:
         nets, _, sources = load_nets(cfg, 1000)
         return nets, sources
-    paths = [str(p) for p in [cfg.ckpt_path, *(cfg.features.ensemble or [])] if p]
+    paths = weights_paths(cfg.ckpt_path, cfg.features.ensemble)
     if not paths:
         raise CheckpointError(
             "task=features needs the nets: ckpt_path=<run dir>/checkpoints/last.ckpt (and features.ensemble=[...] "

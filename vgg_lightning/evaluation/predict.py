@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
-from torchvision.datasets.folder import is_image_file
 
 from ..data.classes import IMAGENET_CLASSES, class_names
+from ..data.layout import is_image_file
 from ..data.settings import default_test_scale
 from ..data.transforms import BatchNormalizer
 from ..models import VGG

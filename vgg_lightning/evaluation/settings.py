@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import os
+
 from ..data.settings import CROP
+
+EVAL_SPLITS = ("val",)  # what task=eval reads: a val-only root (prepare --splits val) is enough
 
 # each protocol, and the methods whose posteriors it averages (`protocols.METHODS`)
 PROTOCOL_METHODS: dict[str, tuple[str, ...]] = {
@@ -39,3 +43,12 @@ def check_eval_settings(eval_cfg) -> None:
     for key in ("max_pixels", "max_aspect"):
         if eval_cfg.get(key) is not None and not (isinstance(eval_cfg[key], (int, float)) and eval_cfg[key] >= 1):
             raise ValueError(f"eval.{key}={eval_cfg[key]!r}: expected a number >= 1, or null: no bound")
+
+
+def existing_features(path: str | None) -> str:
+    """task=transfer's input, `transfer.features`, refused when it names no file."""
+    if not path:
+        raise ValueError("task=transfer needs transfer.features=<a task=features run dir>/features.npz")
+    if not os.path.isfile(path):
+        raise ValueError(f"transfer.features={path!r} does not exist: run task=features first")
+    return str(path)

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..models import VGG, from_torchvision, torchvision_weights_path
+from ..runtime.checkpoint_files import weights_paths
 from ..runtime.checkpoints import (
     CheckpointError,
     check_checkpoint,
@@ -20,6 +21,7 @@ from ..runtime.job import asked_model_keys
 from ..runtime.results import write_results
 from ..runtime.trainer import build_trainer
 from .evaluator import run_evaluation, test_scales
+from .settings import EVAL_SPLITS
 
 
 def torchvision_net(cfg: DictConfig, normalize: str | None = None) -> tuple[VGG, str]:
@@ -35,7 +37,7 @@ def torchvision_net(cfg: DictConfig, normalize: str | None = None) -> tuple[VGG,
 def load_checkpoints(cfg: DictConfig, num_classes: int | None = None) -> tuple[list[dict], list[str]]:
     """The checked checkpoints of ckpt_path and eval.ensemble, and their paths. The net is the checkpoint's:
     only a config or width given on the command line must match it."""
-    paths = [str(p) for p in [cfg.ckpt_path, *(cfg.eval.ensemble or [])] if p]
+    paths = weights_paths(cfg.ckpt_path, cfg.eval.ensemble)
     if not paths:
         raise CheckpointError(
             f"task={cfg.get('task', 'eval')} needs the weights to use: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
@@ -61,7 +63,7 @@ def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list[VGG], list, list[
 
 def evaluate(cfg: DictConfig) -> dict | None:
     started = time.time()
-    datamodule = instantiate(cfg.data, splits=["val"])  # a val-only root (prepare --splits val) is enough
+    datamodule = instantiate(cfg.data, splits=list(EVAL_SPLITS))
     num_classes = datamodule.num_classes
     nets, train_scales, sources = load_nets(cfg, num_classes)
     unique_scales = [s for i, s in enumerate(train_scales) if s not in train_scales[:i]]

@@ -16,7 +16,6 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -27,6 +26,7 @@ from sklearn.svm import LinearSVC
 from .. import paper
 from ..data.labelled import DIFFICULT, POSITIVE
 from ..runtime.results import job_results, save_results
+from .settings import existing_features
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,7 @@ def run_protocol(data: dict, cfg: DictConfig) -> dict:
 
 
 def read_features(path: str) -> dict:
-    if not path:
-        raise ValueError("task=transfer needs transfer.features=<a task=features run dir>/features.npz")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"transfer.features={path!r} does not exist: run task=features first")
-    with np.load(path) as f:
+    with np.load(existing_features(path)) as f:
         return {k: f[k] for k in f.files}
 
 

@@ -4,28 +4,23 @@ before any work, and turned back into the net they hold; `ckpt_path=last` resolv
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from ..models import VGG, from_settings, settings_spec
+from .checkpoint_files import CheckpointError, existing_checkpoint
 from .run_dir import last_checkpoint
 
 log = logging.getLogger(__name__)
 NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot serve this run: missing, unreadable, or of another net."""
-
-
 def read_checkpoint(path: str) -> dict:
     """A checkpoint (or weights file) as torch.load gives it, with `weights_only=True`: tensors and plain
     Python data only, so a crafted file cannot run code. Our own checkpoints hold nothing else."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    existing_checkpoint(path)
     try:
         try:  # mmap: only the parts we look at are read, however large the optimiser state
             return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
