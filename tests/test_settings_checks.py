@@ -8,8 +8,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import REPO
+from PIL import Image
 
 HEAVY = ("torch", "lightning", "torchvision")
 
@@ -44,13 +47,24 @@ CASES = {
 }
 
 
+def image_folder(root: Path, train=("a", "b"), val=("a", "b")) -> Path:
+    """root/<split>/<class>/0.JPEG, one small real JPEG per class."""
+    for split, classes in (("train", train), ("val", val)):
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            Image.new("RGB", (32, 24), (200, 30, 30)).save(root / split / name / "0.JPEG")
+    return root
+
+
 def this_checkout(env: dict) -> dict:
     """The subprocess imports the package of this checkout, whatever else is installed."""
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
 
 
 def test_the_settings_checks_refuse_bad_values_without_importing_torch(tmp_path):
-    overrides = [[override, "logger=none"] for override in CASES] + [["logger=none"]]
+    # the valid config names a data folder that is there: the checks now read its layout too
+    valid = ["logger=none", "data=imagefolder", f"data.root={image_folder(tmp_path / 'R')}"]
+    overrides = [[override, "logger=none"] for override in CASES] + [valid]
     result = subprocess.run(
         [sys.executable, "-c", CHECK_CASES, json.dumps(overrides), json.dumps(HEAVY)],
         cwd=tmp_path, env=this_checkout(dict(os.environ)), capture_output=True, text=True, timeout=300,
@@ -79,3 +93,59 @@ def test_the_cli_refuses_a_bad_value_in_one_line_before_importing_torch(cli_env,
     assert any(re.search(r"\| +vgg_lightning\.runtime\.config_files$", line) for line in imports)  # the log is real
     heavy = [line for line in imports if re.search(rf"\| +({'|'.join(HEAVY)})$", line)]
     assert heavy == [], heavy
+
+
+def test_the_image_extensions_are_torchvisions():
+    # data/layout.py keeps its own copy so that the layout check imports no torchvision: the same files as
+    # torchvision's ImageFolder must be images
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from vgg_lightning.data.layout import IMG_EXTENSIONS as ours
+
+    assert ours == IMG_EXTENSIONS
+
+
+MISSING_CKPT = "checkpoint '/no/such.ckpt' does not exist"
+# what the data folder, the checkpoints and the task's inputs may get wrong -> (overrides, what the error says)
+BAD_INPUTS = {
+    "imagenet_on_3_classes": (["data=imagenet", "data.root={R3}"], "'{R3}/train' has 3 class folders, expected 1000"),
+    "different_classes": (["data=imagefolder", "data.root={AC}"], "train: 2 (only here: b), val: 2 (only here: c)"),
+    "missing_root": (["data=imagefolder", "data.root={tmp}/nowhere"], "data root '{tmp}/nowhere' does not exist"),
+    "eval_missing_checkpoint": (["task=eval", "experiment=demo", "ckpt_path=/no/such.ckpt"], MISSING_CKPT),
+    "predict_missing_checkpoint": (["task=predict", "ckpt_path=/no/such.ckpt", "inputs={R3}"], MISSING_CKPT),
+    "train_missing_init_from": (["experiment=demo", "model.init_from=/no/such.ckpt"], MISSING_CKPT),
+    "transfer_missing_features": (
+        ["task=transfer", "transfer.features={tmp}/f.npz"],
+        "features='{tmp}/f.npz' does not",
+    ),
+    # R3 as Caltech's folder: its class folders are train/ and val/
+    "features_caltech_layout": (
+        ["task=features", "features.dataset=caltech101", "features.root={R3}"],
+        "2 class folders, expected 102",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_the_cli_refuses_bad_data_and_missing_files_before_importing_torch(cli_env, tmp_path, case):
+    overrides, expected = BAD_INPUTS[case]
+    names = {"R3": image_folder(tmp_path / "R3", "abc", "abc"), "AC": image_folder(tmp_path / "AC", "ab", "ac")}
+    names["tmp"] = tmp_path
+    run_dir = tmp_path / "run"
+    args = [*(o.format(**names) for o in overrides), "logger=none", f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vgg_lightning", *args],
+        cwd=tmp_path, env=this_checkout(cli_env), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    said = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    assert result.returncode == 1, result.stderr[-3000:]
+    # Hydra's "Error executing job", then our one error (a layout's problems follow it, one "  - " line each)
+    (error,) = [line for line in said if line.startswith("error:")]
+    others = [line for line in said if line != error and not line.startswith("Error executing job")]
+    assert "Traceback" not in result.stderr and all(line.startswith("  - ") for line in others), said
+    assert expected.format(**names) in "\n".join(said), said
+    heavy = [line for line in imports if re.search(rf"\| +({'|'.join(HEAVY)})$", line)]
+    assert heavy == [], heavy
+    assert set(os.listdir(run_dir)) <= {".hydra", "__main__.log"}  # Hydra's own files: the run wrote nothing
+    assert not (tmp_path / "cache" / "demo").exists()  # the checkpoint is refused before the demo set is made
