@@ -7,10 +7,12 @@ import subprocess
 
 import pytest
 from conftest import FAST, REPO, run_cli
+from demo_sweep import FAST_WANDB
 from omegaconf import OmegaConf
 from test_cli import compose_cfg
 
 from vgg_lightning.report.runs import training_curve
+from vgg_lightning.report.wandb_files import read_wandb_run, wandb_run_files
 
 PRESETS = {
     "cpu": {"accelerator": "cpu", "precision": "32-true"},
@@ -27,10 +29,16 @@ def test_trainer_presets_change_only_what_they_name(preset):
     assert changed <= set(PRESETS[preset]) and all(chosen[k] == v for k, v in PRESETS[preset].items())
 
 
-def test_ddp_sim_runs_two_processes(cli_env, tmp_path, demo_root):
+def test_ddp_sim_runs_two_processes_and_only_rank_0_logs_to_wandb(cli_env, tmp_path, demo_root):
     run = tmp_path / "run"
-    result = run_cli("experiment=demo", "trainer=ddp_sim", *FAST, f"data.root={demo_root}", f"hydra.run.dir={run}",
-                     env=cli_env, cwd=tmp_path)  # fmt: skip
+    result = run_cli("experiment=demo", "trainer=ddp_sim", *FAST_WANDB, f"data.root={demo_root}",
+                     f"hydra.run.dir={run}", env=cli_env, cwd=tmp_path)  # fmt: skip
+    # one W&B run (offline) for the two processes, each step logged once: rank 1 neither starts a run of its
+    # own nor logs into rank 0's
+    (wandb_file,) = wandb_run_files(run)
+    logged = read_wandb_run(wandb_file)
+    steps = [row["trainer/global_step"] for row in logged["history"] if "train/loss_step" in row]
+    assert steps == [0, 1], logged["history"]
     # each rank's own log: rank 0's, and rank 1's (Lightning re-ran the command as job train_ddp_process_1)
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in (run / "__main__.log").read_text()
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (run / "train_ddp_process_1.log").read_text()

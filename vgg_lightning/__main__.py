@@ -57,7 +57,7 @@ def check_settings(cfg: DictConfig) -> None:
     from .evaluation.settings import EVAL_SPLITS, check_eval_settings, existing_features
     from .models.settings import check_model_settings
     from .runtime.checkpoint_files import check_checkpoints_exist
-    from .training.settings import check_optim_settings
+    from .training.settings import check_optim_settings, check_start
 
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)
@@ -65,6 +65,7 @@ def check_settings(cfg: DictConfig) -> None:
         check_eval_settings(cfg.eval)
     if cfg.task == "train":
         check_optim_settings(cfg.optim)
+        check_start(cfg.get("weights"), cfg.model.get("init_from"))  # before their files are looked for
     check_checkpoints_exist(cfg)
     if cfg.task == "transfer":
         existing_features(cfg.transfer.features)

@@ -1,4 +1,5 @@
-"""The optimiser settings a run may ask for (SGD's and the plateau schedule's) and their check."""
+"""The optimiser settings a run may ask for (SGD's and the plateau schedule's), what its net may start from,
+and their checks."""
 
 # torch-free: the app refuses a mistyped value before it pays for importing torch
 
@@ -22,3 +23,9 @@ def check_optim_settings(optim: Mapping) -> None:
         value = optim.get(key)
         if key in optim and not (isinstance(value, (int, float)) and not isinstance(value, bool) and ok(value)):
             raise ValueError(f"optim.{key}={value!r}: expected {accepted}")
+
+
+def check_start(weights: str | None, init_from: str | None) -> None:
+    """One starting point for the net at most: torchvision's file (weights=) or a checkpoint (model.init_from)."""
+    if weights and init_from:
+        raise ValueError(f"weights={weights} and model.init_from={init_from}: the net starts from one of them")

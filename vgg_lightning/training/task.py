@@ -21,6 +21,7 @@ from ..runtime.job import choice, container, output_dir
 from ..runtime.results import write_results
 from ..runtime.trainer import build_trainer
 from .module import VGGClassifier
+from .settings import check_start
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ def warn_if_cold(cfg: DictConfig) -> None:
 def initial_weights(cfg: DictConfig) -> tuple[dict, dict, str] | None:
     """(state dict, its net's spec, path) that the net starts from: a checkpoint of ours (model.init_from) or
     torchvision's file (weights=torchvision); None: model.init. Read and checked before any work."""
-    if cfg.weights and cfg.model.init_from:
-        raise ValueError(
-            f"weights={cfg.weights} and model.init_from={cfg.model.init_from}: the net starts from one of them"
-        )
+    check_start(cfg.weights, cfg.model.init_from)
     if cfg.weights:
         net, path = torchvision_net(cfg)
         return net.state_dict(), net.spec(), path
