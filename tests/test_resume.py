@@ -77,7 +77,7 @@ def assert_same_end_state(resumed: dict, expected: dict) -> None:
 ON_STRAIGHTS_WORKER = pytest.mark.xdist_group("resume_straight")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": xdist interleaves other modules, which would tear it down
 def straight(tmp_path_factory, demo_root) -> dict:
     """The uninterrupted single-process run every resume below must end exactly equal to."""
     run_dir = tmp_path_factory.mktemp("straight")

@@ -69,7 +69,7 @@ def job_info(slurm, job_id: str) -> dict:
     return dict(re.findall(r"(\w+)=(\S*)", text))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": xdist interleaves other modules, which would tear it down
 def straight(tmp_path_factory, demo_root) -> Path:
     """The same training, never stopped, run outside SLURM."""
     run_dir = tmp_path_factory.mktemp("straight") / "run"
