@@ -85,7 +85,7 @@ def pytest_collection_modifyitems(config, items):
     adds the suffix by setting `item._nodeid`, which pytest 9.2 no longer reads (its ids live in `item._id`):
     without this the SLURM tests start a cluster on each worker and the resume tests train `straight` twice.
     Test plumbing only; a no-op once xdist's suffix shows up in the id."""
-    if not os.environ.get("PYTEST_XDIST_WORKER") or not config.getvalue("loadgroup"):
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
