@@ -78,14 +78,20 @@ def test_the_settings_checks_refuse_bad_values_without_importing_torch(tmp_path)
     assert report["imported"] == [], f"the settings checks imported {report['imported']}"
 
 
-def test_the_cli_refuses_a_bad_value_in_one_line_before_importing_torch(cli_env, tmp_path):
-    args = ["experiment=demo", "model.width=0", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"]
+def cli_with_import_log(args: list[str], cli_env: dict, cwd) -> tuple[subprocess.CompletedProcess, list, list]:
+    """`python -X importtime -m vgg_lightning ARGS`: the result, its import-time lines, and the rest of stderr."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "vgg_lightning", *args],
-        cwd=tmp_path, env=this_checkout(cli_env), capture_output=True, text=True, timeout=300,
+        cwd=cwd, env=this_checkout(cli_env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
-    said = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    lines = result.stderr.splitlines()
+    imports = [line for line in lines if line.startswith("import time:")]
+    return result, imports, [line for line in lines if line.strip() and not line.startswith("import time:")]
+
+
+def test_the_cli_refuses_a_bad_value_in_one_line_before_importing_torch(cli_env, tmp_path):
+    args = ["experiment=demo", "model.width=0", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    result, imports, said = cli_with_import_log(args, cli_env, tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and len(said) <= 2, said  # Hydra's "Error executing job" and ours
     (error,) = [line for line in said if line.startswith("error:")]
@@ -133,12 +139,7 @@ def test_the_cli_refuses_bad_data_and_missing_files_before_importing_torch(cli_e
     names["tmp"] = tmp_path
     run_dir = tmp_path / "run"
     args = [*(o.format(**names) for o in overrides), "logger=none", f"hydra.run.dir={run_dir}"]
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "vgg_lightning", *args],
-        cwd=tmp_path, env=this_checkout(cli_env), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
-    said = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    result, imports, said = cli_with_import_log(args, cli_env, tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     # Hydra's "Error executing job", then our one error (a layout's problems follow it, one "  - " line each)
     (error,) = [line for line in said if line.startswith("error:")]
