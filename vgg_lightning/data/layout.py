@@ -40,11 +40,7 @@ def image_files(folder: str, _seen: set | None = None):
         return
     seen.add((identity.st_dev, identity.st_ino))
     for entry in entries:
-        try:
-            is_folder = entry.is_dir()
-        except OSError:  # a file link loop (ELOOP)
-            is_folder = False
-        if is_folder:
+        if _is_folder(entry):  # a file link loop (ELOOP) is no folder
             yield from image_files(entry.path, seen)
         elif is_image_file(entry.name):
             yield entry.path
