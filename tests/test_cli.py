@@ -10,10 +10,10 @@ import torch
 from conftest import FAST, read_results, run_cli
 from hydra import compose, initialize_config_dir
 
+from vgg_lightning.app.config_files import primary_config_dir, register_groups
+from vgg_lightning.app.resolvers import register_resolvers
 from vgg_lightning.models import CONFIGS
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-from vgg_lightning.runtime.resolvers import register_resolvers
 
 register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
 

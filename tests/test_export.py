@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import run_cli
 
+from vgg_lightning.checkpoints.read import net_from_checkpoint, read_vgg_checkpoint
 from vgg_lightning.export import ATOL, RTOL, ExportError, export
 from vgg_lightning.models import from_torchvision
-from vgg_lightning.runtime.checkpoints import net_from_checkpoint, read_vgg_checkpoint
 from vgg_lightning.training.module import VGGClassifier
 
 

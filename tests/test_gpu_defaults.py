@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sync_count import HostReads, quiet_steps  # noqa: E402
 
-from vgg_lightning.runtime.checkpoints import read_checkpoint
+from vgg_lightning.checkpoints.read import read_checkpoint
 from vgg_lightning.training.callbacks import ImagesPerSecond, ProgressBar
 from vgg_lightning.training.module import VGGClassifier
 

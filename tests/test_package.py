@@ -84,7 +84,7 @@ def test_the_cycle_finder_finds_a_planted_circle():
 LAYERS = {  # what each room may import of ours: nothing above it
     "vgg_lightning.paper": set(),
     "vgg_lightning.models": {"vgg_lightning.paper"},
-    "vgg_lightning.data": {"vgg_lightning.paper", "vgg_lightning.runtime.compat"},
+    "vgg_lightning.data": {"vgg_lightning.paper", "vgg_lightning.compat"},
 }
 
 
@@ -106,9 +106,9 @@ def test_the_model_zoo_knows_no_lightning_hydra_or_data():
 
 
 def test_the_internals_we_lean_on_are_still_there():
-    from vgg_lightning.runtime.compat import INTERNALS, check_internals
+    from vgg_lightning.compat import INTERNALS, check_internals
 
-    assert check_internals() == [], "a library release changed these internals: see vgg_lightning/runtime/compat.py"
+    assert check_internals() == [], "a library release changed these internals: see vgg_lightning/compat.py"
     assert len(INTERNALS) >= 5
 
 

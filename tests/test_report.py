@@ -18,11 +18,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from vgg_lightning import paper
+from vgg_lightning.app.config_files import primary_config_dir, register_groups
+from vgg_lightning.app.resolvers import register_resolvers
 from vgg_lightning.report import cli as report
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-from vgg_lightning.runtime.resolvers import register_resolvers
-from vgg_lightning.tracking.runs import RUN_ID_FILE
+from vgg_lightning.tracking.wandb_runs import RUN_ID_FILE
 
 register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest import run_cli
 
+from vgg_lightning.checkpoints.write import AtomicCheckpointIO, PreemptibleCheckpoint
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.saving import AtomicCheckpointIO, PreemptibleCheckpoint
 
 HELPERS = str(Path(__file__).parent / "helpers")
 
@@ -185,7 +185,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, mon
         file.write(b"half a checkp")
         raise OSError("disk full")
 
-    monkeypatch.setattr("vgg_lightning.runtime.saving.torch.save", broken_save)
+    monkeypatch.setattr("vgg_lightning.checkpoints.write.torch.save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()

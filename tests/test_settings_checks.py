@@ -22,7 +22,7 @@ CHECK_CASES = """
 import json, sys
 from hydra import compose, initialize_config_dir
 from vgg_lightning.__main__ import check_settings
-from vgg_lightning.runtime.config_files import primary_config_dir
+from vgg_lightning.app.config_files import primary_config_dir
 
 raised = []
 for overrides in json.loads(sys.argv[1]):
@@ -96,7 +96,7 @@ def test_the_cli_refuses_a_bad_value_in_one_line_before_importing_torch(cli_env,
     assert "Traceback" not in result.stderr and len(said) <= 2, said  # Hydra's "Error executing job" and ours
     (error,) = [line for line in said if line.startswith("error:")]
     assert error.startswith("error: model.width=0: expected a positive multiplier"), error
-    assert any(re.search(r"\| +vgg_lightning\.runtime\.config_files$", line) for line in imports)  # the log is real
+    assert any(re.search(r"\| +vgg_lightning\.app\.config_files$", line) for line in imports)  # the log is real
     heavy = [line for line in imports if re.search(rf"\| +({'|'.join(HEAVY)})$", line)]
     assert heavy == [], heavy
 

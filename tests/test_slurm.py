@@ -83,8 +83,8 @@ def test_launcher_resources_follow_the_workers_and_ask_for_gpus_only_when_the_ru
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-    from vgg_lightning.runtime.resolvers import register_resolvers
+    from vgg_lightning.app.config_files import primary_config_dir, register_groups
+    from vgg_lightning.app.resolvers import register_resolvers
 
     register_resolvers()
     register_groups()
@@ -131,7 +131,7 @@ def test_loader_workers_ignore_the_preemption_signals_the_training_process_handl
 def test_one_owner_of_the_time_limit_signal():
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from vgg_lightning.runtime.launch import cluster_plugins
+    from vgg_lightning.app.launch import cluster_plugins
 
     (environment,) = cluster_plugins({"SUBMITIT_EXECUTOR": "slurm"})  # submitit's USR2: Lightning stands aside
     assert isinstance(environment, SLURMEnvironment) and not environment.auto_requeue

@@ -10,7 +10,7 @@ from demo_sweep import FAST_WANDB, demo_sweep, wandb_env
 
 from vgg_lightning.report.wandb_files import read_wandb_run, wandb_run_files
 from vgg_lightning.tracking import runs as tracking
-from vgg_lightning.tracking.runs import RUN_ID_FILE
+from vgg_lightning.tracking.wandb_runs import RUN_ID_FILE
 
 # what the issue asks W&B to get from every training job
 METRICS = ("train/loss_step", "val/top1_error", "val/top5_error", "lr", "train/images_per_s", "train/epoch_time_s")

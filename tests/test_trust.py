@@ -270,7 +270,7 @@ def test_ctrl_c_checkpoints_and_saves_never_stage_in_tmpdir(cli_env, tmp_path, d
 
 
 def test_staging_names_match_no_lightning_checkpoint_rule(tmp_path):
-    from vgg_lightning.runtime.saving import AtomicCheckpointIO
+    from vgg_lightning.checkpoints.write import AtomicCheckpointIO
 
     class Watch(dict):  # pickled while the staging file is open: record the folder's names then
         def __reduce__(self):
@@ -302,7 +302,7 @@ def test_the_report_skips_malformed_results_naming_each(cli_env, tmp_path):
 
 # -- 12: quiet defaults ----------------------------------------------------------------------------------
 def test_default_workers_follow_the_machine():
-    from vgg_lightning.runtime.resolvers import _workers
+    from vgg_lightning.app.resolvers import _workers
 
     cores = len(os.sched_getaffinity(0))
     assert _workers(8) == max(0, min(8, cores - 1)) and _workers(2) <= 2

@@ -13,15 +13,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .runtime.app_help import TASKS, help_text
-from .runtime.config_files import primary_config_dir, register_groups
-from .runtime.config_tree import print_config_tree
-from .runtime.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
-from .runtime.quiet import quiet_libraries
-from .runtime.resolvers import register_resolvers
-from .runtime.run_dir import ONE_LINE_ERRORS
-from .runtime.search import check_objective, objective
-from .tracking.runs import finish_wandb
+from .app.config_files import primary_config_dir, register_groups
+from .app.config_tree import print_config_tree
+from .app.help import TASKS, help_text
+from .app.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
+from .app.quiet import quiet_libraries
+from .app.resolvers import register_resolvers
+from .app.run_dir import ONE_LINE_ERRORS
+from .app.search import check_objective, objective
+from .tracking.wandb_runs import finish_wandb
 
 register_resolvers()
 register_groups()
@@ -51,13 +51,13 @@ def check_settings(cfg: DictConfig) -> None:
     """Every value a user can mistype, and the files the task reads, refused before any work (each room checks
     its own, in torch-free modules: the refusal comes before the seconds that importing torch and Lightning
     takes). The cheap checks first: the data folder's comes last, as the demo set is generated there."""
+    from .checkpoints.files import check_checkpoints_exist
     from .data.layout import SPLITS, checked_layout, layout_settings
     from .data.readers import read_labelled
-    from .data.settings import check_data_settings
-    from .evaluation.settings import EVAL_SPLITS, check_eval_settings, existing_features
-    from .models.settings import check_model_settings
-    from .runtime.checkpoint_files import check_checkpoints_exist
-    from .training.settings import check_optim_settings, check_start
+    from .data.scales import check_data_settings
+    from .evaluation.protocol_settings import EVAL_SPLITS, check_eval_settings, existing_features
+    from .models.choices import check_model_settings
+    from .training.recipe_settings import check_optim_settings, check_start
 
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)

@@ -15,7 +15,7 @@ from .datasets import CorruptFiles, ImageFolder, collate
 from .device_decode import decode_batch
 from .layout import SPLITS, checked_layout
 from .sampling import EpochSampler
-from .settings import check_data_settings, default_test_scale, parse_scale
+from .scales import check_data_settings, default_test_scale, parse_scale
 from .transforms import CROP, BatchNormalizer
 
 log = logging.getLogger(__name__)

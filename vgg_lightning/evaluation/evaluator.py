@@ -13,10 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric, SumMetric
 
+from ..compat import set_test_bar_title, skip_checkpoint_on_test
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
-from ..runtime.speed import switched_on
+from ..speed import switched_on
 from .loader import ScaledImages, shape_loader
 from .metrics import error_metrics
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior

@@ -30,16 +30,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from ..app.job import output_dir
+from ..app.trainer import build_trainer
+from ..checkpoints.files import weights_paths
+from ..checkpoints.read import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
+from ..compat import set_test_bar_title, skip_checkpoint_on_test
 from ..data.labelled import LabelledImages
 from ..data.readers import read_labelled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.checkpoint_files import weights_paths
-from ..runtime.checkpoints import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
-from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
-from ..runtime.job import output_dir
-from ..runtime.speed import switched_on
-from ..runtime.trainer import build_trainer
+from ..speed import switched_on
 from .loader import ScaledImages, shape_loader
 from .task import load_nets
 

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from ..app.job import output_dir
+from ..app.trainer import build_trainer
+from ..checkpoints.read import CheckpointError, checkpoint_classes, net_from_checkpoint, read_vgg_checkpoint
 from ..data.classes import IMAGENET_CLASSES, class_names
 from ..data.layout import is_image_file
-from ..data.settings import default_test_scale
+from ..data.scales import default_test_scale
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.checkpoints import CheckpointError, checkpoint_classes, net_from_checkpoint, read_vgg_checkpoint
-from ..runtime.job import output_dir
-from ..runtime.speed import switched_on
-from ..runtime.trainer import build_trainer
+from ..speed import switched_on
 from .evaluator import Evaluator
 from .loader import ScaledImages
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
@@ -82,7 +82,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoints(cls, checkpoints: Sequence[Mapping], scales: Sequence[int] | None = None, **kw) -> Predictor:
-        """An ensemble's checkpoints (one for a single net), checked with `runtime.checkpoints`."""
+        """An ensemble's checkpoints (one for a single net), checked with `checkpoints.read`."""
         classes = checkpoint_classes(checkpoints[0])
         if any(checkpoint_classes(other) != classes for other in checkpoints[1:]):
             raise CheckpointError("the nets of an ensemble must share their classes (they were trained on other data)")

@@ -8,20 +8,20 @@ import time
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ..models import VGG, from_torchvision, torchvision_weights_path
-from ..runtime.checkpoint_files import weights_paths
-from ..runtime.checkpoints import (
+from ..app.job import asked_model_keys
+from ..app.results import write_results
+from ..app.trainer import build_trainer
+from ..checkpoints.files import weights_paths
+from ..checkpoints.read import (
     CheckpointError,
     check_checkpoint,
     net_from_checkpoint,
     read_checkpoint,
     read_vgg_checkpoint,
 )
-from ..runtime.job import asked_model_keys
-from ..runtime.results import write_results
-from ..runtime.trainer import build_trainer
+from ..models import VGG, from_torchvision, torchvision_weights_path
 from .evaluator import run_evaluation, test_scales
-from .settings import EVAL_SPLITS
+from .protocol_settings import EVAL_SPLITS
 
 
 def torchvision_net(cfg: DictConfig, normalize: str | None = None) -> tuple[VGG, str]:

@@ -24,9 +24,9 @@ from sklearn.metrics import average_precision_score, balanced_accuracy_score
 from sklearn.svm import LinearSVC
 
 from .. import paper
+from ..app.results import job_results, save_results
 from ..data.labelled import DIFFICULT, POSITIVE
-from ..runtime.results import job_results, save_results
-from .settings import existing_features
+from .protocol_settings import existing_features
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, and torchvision interop."""
 
-from .settings import canonical_config, check_model_settings
+from .choices import canonical_config, check_model_settings
 from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, FAST_NETS, TABLE_1
 
 __all__ = [

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
-from .runs import flatten
+from .wandb_runs import flatten
 
 
 class WandbLogger(LightningWandbLogger):

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from ..runtime.speed import peak_flops, switched_on, train_flops_per_image
+from ..speed import peak_flops, switched_on, train_flops_per_image
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ImagesPerSecond(L.Callback):
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts without that hook
         if peak_flops(pl_module.device) is None:
             device = torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "the CPU"
-            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/runtime/speed.py, PEAK_BF16)", device)
+            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += len(batch.get("label", ())) * trainer.world_size

@@ -12,10 +12,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanMetric, SumMetric
 
+from ..checkpoints.write import gather_ranks, own_rank
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
-from ..runtime.saving import gather_ranks, own_rank
-from ..runtime.speed import switched_on
+from ..speed import switched_on
 
 log = logging.getLogger(__name__)
 FREEZE = (None, "features")  # model.freeze: nothing, or every conv layer (the head trains alone)

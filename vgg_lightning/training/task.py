@@ -10,18 +10,18 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ..app.job import choice, container, output_dir
+from ..app.results import write_results
+from ..app.trainer import build_trainer
+from ..checkpoints.read import check_checkpoint, checkpoint_spec, net_state, read_vgg_checkpoint, resume_path
 from ..data.classes import class_names
 from ..data.datamodule import batch_plan
 from ..evaluation.evaluator import run_evaluation
 from ..evaluation.task import torchvision_net
 from ..models.warm_start import warm_start
 from ..paper import parent
-from ..runtime.checkpoints import check_checkpoint, checkpoint_spec, net_state, read_vgg_checkpoint, resume_path
-from ..runtime.job import choice, container, output_dir
-from ..runtime.results import write_results
-from ..runtime.trainer import build_trainer
 from .module import VGGClassifier
-from .settings import check_start
+from .recipe_settings import check_start
 
 log = logging.getLogger(__name__)
 

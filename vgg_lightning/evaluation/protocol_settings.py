@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ..data.settings import CROP
+from ..data.scales import CROP
 
 EVAL_SPLITS = ("val",)  # what task=eval reads: a val-only root (prepare --splits val) is enough
 

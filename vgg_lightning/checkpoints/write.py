@@ -16,13 +16,13 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .compat import (
+from ..compat import (
     checkpoint_defers_until_validation,
     checkpoint_saves_on_train_epoch_end,
     last_saved_step,
     save_last_checkpoint,
 )
-from .run_dir import PARTIAL
+from .files import PARTIAL
 
 log = logging.getLogger(__name__)
 

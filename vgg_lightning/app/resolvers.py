@@ -11,13 +11,13 @@ from omegaconf import OmegaConf
 
 
 def _wandb_mode() -> str:
-    from ..tracking.runs import wandb_mode
+    from ..tracking.wandb_runs import wandb_mode
 
     return wandb_mode()
 
 
 def _default_precision() -> str:
-    from .speed import default_precision
+    from ..speed import default_precision
 
     return default_precision()
 

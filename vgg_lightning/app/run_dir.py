@@ -14,16 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .. import paper
+from ..checkpoints.files import CHECKPOINTS, PARTIAL, last_checkpoint
 
-CHECKPOINTS = "checkpoints"
-LAST = "last.ckpt"
 RESULTS = "results.json"
 
 log = logging.getLogger(__name__)
-
-
-def last_checkpoint(run_dir: str | Path) -> Path:
-    return Path(run_dir) / CHECKPOINTS / LAST
 
 
 def row_dir(out: str, row: paper.Row) -> str:
@@ -42,7 +37,6 @@ def warm_start_checkpoint(experiment: str, out: str) -> str | None:
 # -- a run dir belongs to one run ------------------------------------------------------------------------
 LOCK = ".lock"
 PREVIOUS = "previous-"  # `move_aside=true` puts an old run's files into <dir>/previous-<time>/
-PARTIAL = ".partial-"  # a checkpoint being written (runtime.saving): no Lightning rule reads such a name
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by Lightning, torchrun, srun
 ONE_LINE_ERRORS = "VGG_LIGHTNING_ONE_LINE_ERRORS"  # set by the CLI when the user did not ask for tracebacks
 WRITES_RESULTS = ("train", "eval")  # the tasks that write checkpoints or results.json into their run dir

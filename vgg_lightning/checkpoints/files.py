@@ -1,12 +1,21 @@
 """The checkpoint files a run names (ckpt_path=, eval.ensemble=, model.init_from=), refused when missing."""
 
-# torch-free: the app refuses a missing file before it pays for importing torch; runtime/checkpoints.py (which
+# torch-free: the app refuses a missing file before it pays for importing torch; checkpoints/read.py (which
 # reads them) raises the same error through `existing_checkpoint`
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"  # a run dir's folder of checkpoints
+LAST = "last.ckpt"
+PARTIAL = ".partial-"  # a checkpoint being written (checkpoints.write): no Lightning rule reads such a name
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS / LAST
 
 
 class CheckpointError(ValueError):
@@ -27,7 +36,7 @@ def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | None) -> list
 
 def named_checkpoints(cfg: Mapping) -> list[str]:
     """The checkpoint files `cfg.task` will read. ckpt_path=last is not one: it means this run dir's newest
-    checkpoint, or a fresh start when there is none (runtime.checkpoints.resume_path)."""
+    checkpoint, or a fresh start when there is none (checkpoints.read.resume_path)."""
     task = cfg["task"]
     if task == "train":
         resumed = [cfg["ckpt_path"]] if cfg.get("ckpt_path") not in (None, "last") else []

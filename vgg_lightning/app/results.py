@@ -12,7 +12,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from .. import paper
-from ..tracking.runs import log_results
+from ..tracking.wandb_runs import log_results
 from .job import choice, container, output_dir
 from .run_dir import RESULTS
 

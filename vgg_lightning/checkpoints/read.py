@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 
 from ..models import VGG, from_settings, settings_spec
-from .checkpoint_files import CheckpointError, existing_checkpoint
-from .run_dir import last_checkpoint
+from .files import CheckpointError, existing_checkpoint, last_checkpoint
 
 log = logging.getLogger(__name__)
 NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`

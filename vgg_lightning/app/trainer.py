@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ..tracking.runs import build_loggers, wandb_run_args
+from ..tracking.wandb_runs import build_loggers, wandb_run_args
 from .job import choice, container, output_dir
 from .launch import cluster_plugins
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models import flops_per_image
+from .models import flops_per_image
 
 # Dense bf16 tensor-core peaks, FLOP/s (no sparsity). Matched against torch.cuda.get_device_name().
 PEAK_BF16 = {

@@ -1,11 +1,11 @@
 """Every use of a library's private internals, in one place, each where no public API does the job. When a
-release renames one, `tests/test_compat.py` fails naming it (`check_internals`), before any run does.
+release renames one, `check_internals` names it and `tests/test_package.py` fails, before any run does.
 
 - torch: `aten._upsample_bilinear2d_aa`, the antialiased bilinear resampling behind `F.interpolate`, which
   takes an output size *and* scale factors (the public function takes one or the other; a crop of a rescaled
   image needs both to be pixel-identical to the full rescale then the crop).
 - Lightning's ModelCheckpoint: when it defers saving until validation, whether it saves at train-epoch end,
-  whether to skip a save, and its save of last.ckpt (see `runtime.saving.PreemptibleCheckpoint`).
+  whether to skip a save, and its save of last.ckpt (see `checkpoints.write.PreemptibleCheckpoint`).
 - Lightning's RichProgressBar: its rich `Progress` and the test bar's task, to show images/s in its title.
 - Lightning's checkpoint connector: on SLURM, `trainer.test(model)` without a ckpt_path loads the run dir's
   newest `hpc_ckpt_N.ckpt` into the model tested (`_parse_ckpt_path`); no public argument says "none".
