@@ -16,8 +16,8 @@ from PIL import Image
 from vgg_lightning.evaluation.evaluator import Evaluator
 from vgg_lightning.evaluation.loader import ShapeBatchSampler
 from vgg_lightning.evaluation.protocols import dense_posterior, multicrop_views, posterior
-from vgg_lightning.evaluation.task import load_nets
 from vgg_lightning.models import TORCHVISION, build_vgg, to_torchvision, torchvision_weights_path
+from vgg_lightning.tasks.eval import load_nets
 from vgg_lightning.training.module import VGGClassifier
 
 CLASSES = 5

@@ -17,8 +17,8 @@ from vgg_lightning import paper
 from vgg_lightning.data.datamodule import ImageNetDataModule, batch_plan
 from vgg_lightning.models import build_vgg
 from vgg_lightning.models.warm_start import WARM_START_LAYERS, WarmStartError, warm_start
+from vgg_lightning.training.global_batch import accumulate_to_global_batch
 from vgg_lightning.training.module import VGGClassifier
-from vgg_lightning.training.task import accumulate_to_global_batch
 
 WIDTH = 0.0625
 

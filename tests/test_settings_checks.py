@@ -21,7 +21,8 @@ HEAVY = ("torch", "lightning", "torchvision")
 CHECK_CASES = """
 import json, sys
 from hydra import compose, initialize_config_dir
-from vgg_lightning.__main__ import check_settings
+import vgg_lightning.__main__  # registers the resolvers and config groups, as the app does
+from vgg_lightning.tasks import check
 from vgg_lightning.app.config_files import primary_config_dir
 
 raised = []
@@ -29,7 +30,7 @@ for overrides in json.loads(sys.argv[1]):
     with initialize_config_dir(primary_config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     try:
-        check_settings(cfg)
+        check(cfg)
         raised.append(None)
     except ValueError as error:
         raised.append(str(error))

@@ -22,8 +22,8 @@ from vgg_lightning.data.check import main as check_main
 from vgg_lightning.data.demo import make_demo_dataset
 from vgg_lightning.data.labelled import DIFFICULT, NEGATIVE, POSITIVE
 from vgg_lightning.data.readers import read_labelled
-from vgg_lightning.evaluation import transfer as protocol
-from vgg_lightning.evaluation.features import FeatureExtractor, Shards, descriptor
+from vgg_lightning.evaluation import svm as protocol
+from vgg_lightning.evaluation.descriptors import FeatureExtractor, Shards, descriptor
 from vgg_lightning.models import build_vgg
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints.read import CheckpointError, net_from_checkpoint, read_checkpoint, read_vgg_checkpoint
+from .checkpoints.nets import net_from_checkpoint
+from .checkpoints.read import CheckpointError, read_checkpoint, read_vgg_checkpoint
 from .models import TORCHVISION, VGG, from_torchvision, to_torchvision
 from .models.interop import TORCHVISION_NAMES
 

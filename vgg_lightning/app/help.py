@@ -1,18 +1,12 @@
-"""The app's tasks, and what `--help` says: the tasks, every config group with its public choices, examples.
-(Hydra's own `--hydra-help` stays as it is.)"""
+"""What `--help` says: the tasks, every config group with its public choices, examples. (Hydra's own
+`--hydra-help` stays as it is.)"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .config_files import choices, config_root
 
-# task -> (module, function, what it does); __main__ dispatches on this table
-TASKS = {
-    "train": ("vgg_lightning.training.task", "train", "train a net with the paper's recipe, then test it (default)"),
-    "eval": ("vgg_lightning.evaluation.task", "evaluate", "test trained weights with a protocol of Sec. 3.2"),
-    "features": ("vgg_lightning.evaluation.features", "extract_features", "fc7 descriptors of a data set (Appendix B)"),
-    "transfer": ("vgg_lightning.evaluation.transfer", "transfer", "linear SVMs on the descriptors, as Table 11"),
-    "predict": ("vgg_lightning.evaluation.predict", "predict", "classify images (inputs=...): predictions.csv"),
-}
 HIDDEN_GROUPS = {"hydra", "model_defaults", "paths", "local"}  # partials and plumbing, not choices a user makes
 EXAMPLES = (
     ("python -m vgg_lightning experiment=demo", "a narrow VGG-A on a generated data set, on the CPU"),
@@ -34,14 +28,15 @@ def groups() -> dict[str, list[str]]:
     return {name: choices(name) for name in [*names, "experiment", "sweep"]}
 
 
-def help_text() -> str:
+def help_text(tasks: Mapping[str, str]) -> str:
+    """`tasks`: task -> what it does (the task registry's summaries)."""
     lines = [
         "vgg-lightning: the VGG paper (Simonyan & Zisserman, ICLR 2015) reproduced with Lightning and Hydra.",
         "",
         "Usage: python -m vgg_lightning [task=TASK] [group=choice ...] [key=value ...]   (or: vgg-lightning ...)",
         "",
         "Tasks:",
-        *(f"  task={name:<10} {what}" for name, (_, _, what) in TASKS.items()),
+        *(f"  task={name:<10} {what}" for name, what in tasks.items()),
         "",
         "Config groups (group=choice; experiment= and +sweep= take the files of experiments/ and sweeps/):",
     ]

@@ -13,12 +13,13 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def choice(group: str) -> str | None:
+def group_choice(group: str) -> str | None:
     """Which file of a config group this run composed (e.g. 'table3/D_jitter' for 'experiment')."""
     return HydraConfig.get().runtime.choices.get(group)
 
 
-def container(cfg: DictConfig) -> dict:
+def plain_config(cfg: DictConfig) -> dict:
+    """A (part of the) config as plain, resolved Python data: what a checkpoint, W&B or results.json keep."""
     return OmegaConf.to_container(cfg, resolve=True)
 
 

@@ -18,6 +18,8 @@ def quiet_libraries() -> None:
     - no advertising;
     - no "dataloader is not resumable" on a mid-epoch resume: our EpochSampler resumes exactly from the
       loop's progress (data.sampling), which Lightning cannot see."""
+    import lightning  # noqa: F401  (its packages add their own log handlers when first imported: do that first)
+
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from .. import paper
 from ..tracking.wandb_runs import log_results
-from .job import choice, container, output_dir
+from .job import group_choice, output_dir, plain_config
 from .run_dir import RESULTS
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,15 @@ def job_results(cfg: DictConfig, started: float, **fields) -> dict:
     results = {
         "task": cfg.task,
         "config": cfg.model.config,
-        "experiment": choice("experiment"),
-        "dataset": choice("data"),
+        "experiment": group_choice("experiment"),
+        "dataset": group_choice("data"),
         **fields,
         "wall_time_s": round(time.time() - started, 1),
     }
     # the experiment's ImageNet figures only for a run on ILSVRC-2012: a demo run set against them would give a
     # bogus delta (a job that names its own figures, a transfer run's Table 11 cell, passes them as `paper`)
     on_its_data = paper.on_ilsvrc2012(results["dataset"], results.get("num_classes"))
-    results["paper"] = given or (container(cfg.paper) if cfg.get("paper") and on_its_data else None)
+    results["paper"] = given or (plain_config(cfg.paper) if cfg.get("paper") and on_its_data else None)
     return results
 
 

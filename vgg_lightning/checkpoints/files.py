@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"  # a run dir's folder of checkpoints
@@ -34,22 +34,8 @@ def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | None) -> list
     return [str(p) for p in [ckpt_path, *(ensemble or [])] if p]
 
 
-def named_checkpoints(cfg: Mapping) -> list[str]:
-    """The checkpoint files `cfg.task` will read. ckpt_path=last is not one: it means this run dir's newest
-    checkpoint, or a fresh start when there is none (checkpoints.read.resume_path)."""
-    task = cfg["task"]
-    if task == "train":
-        resumed = [cfg["ckpt_path"]] if cfg.get("ckpt_path") not in (None, "last") else []
-        return [str(p) for p in [*resumed, cfg["model"].get("init_from")] if p]
-    if cfg.get("weights"):  # torchvision's file, looked up by models.torchvision_weights_path
-        return []
-    if task in ("eval", "predict"):
-        return weights_paths(cfg.get("ckpt_path"), cfg["eval"].get("ensemble"))
-    if task == "features":
-        return weights_paths(cfg.get("ckpt_path"), cfg["features"].get("ensemble"))
-    return []
-
-
-def check_checkpoints_exist(cfg: Mapping) -> None:
-    for path in named_checkpoints(cfg):
-        existing_checkpoint(path)
+def check_files_exist(paths: Sequence[str | None]) -> None:
+    """Refuse, before any work, the first of `paths` (None: not given) that names no file."""
+    for path in paths:
+        if path:
+            existing_checkpoint(str(path))

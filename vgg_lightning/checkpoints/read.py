@@ -1,5 +1,5 @@
-"""Checkpoint files read back: loaded safely (tensors and plain data only, never code), checked against the run
-before any work, and turned back into the net they hold; `ckpt_path=last` resolved to the newest state."""
+"""Checkpoint files read back: loaded safely (tensors and plain data only, never code) and checked against the
+run before any work; `ckpt_path=last` resolved to the newest state. (The nets they hold: `checkpoints.nets`.)"""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ..models import VGG, from_settings, settings_spec
+from ..models import settings_spec
 from .files import CheckpointError, existing_checkpoint, last_checkpoint
 
 log = logging.getLogger(__name__)
-NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`
 
 
 def read_checkpoint(path: str) -> dict:
@@ -78,20 +77,6 @@ def checkpoint_classes(checkpoint: Mapping) -> list[str]:
     an older version, which kept none, has its labels' numbers."""
     hparams = checkpoint["hyper_parameters"]
     return list(hparams.get("classes") or map(str, range(hparams["num_classes"])))
-
-
-def net_state(checkpoint: Mapping) -> dict[str, torch.Tensor]:
-    """The bare VGG's state dict inside a VGGClassifier checkpoint."""
-    state = checkpoint["state_dict"]
-    return {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
-
-
-def net_from_checkpoint(checkpoint: Mapping) -> tuple[VGG, object]:
-    """The net of a checked vgg-lightning checkpoint (see `read_vgg_checkpoint`), and its training S."""
-    hparams = checkpoint["hyper_parameters"]
-    net = from_settings(hparams["model"], hparams["num_classes"])
-    net.load_state_dict(net_state(checkpoint))
-    return net, hparams.get("train_scale")
 
 
 def recorded_progress(path: Path) -> tuple[int, int] | None:

@@ -1,4 +1,5 @@
-"""The test settings a run may ask for (the protocol, the scales Q, batch and view bounds) and their check."""
+"""The test settings a run may ask for (the protocol, the scales Q, batch and view bounds), the descriptors'
+aggregation over Q (Appendix B) and the transfer task's input, and their checks."""
 
 # torch-free, as everything it imports: the app refuses a mistyped value before it pays for importing torch
 
@@ -19,10 +20,19 @@ PROTOCOL_METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
+AGGREGATES = ("average", "stack")  # features.aggregate: the descriptors of several Q averaged, or stacked
+
+
 def check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOL_METHODS:
         raise ValueError(f"eval.protocol={protocol!r}: choose one of {', '.join(PROTOCOL_METHODS)} (eval=dense, ...)")
     return protocol
+
+
+def check_aggregate(aggregate: str) -> str:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"features.aggregate={aggregate!r}: choose one of {', '.join(AGGREGATES)}")
+    return aggregate
 
 
 def _positive_int(value) -> bool:

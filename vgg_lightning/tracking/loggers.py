@@ -1,4 +1,4 @@
-"""Lightning loggers adapted to this project (kept out of tracking.runs: importing Lightning takes seconds, and
+"""Lightning loggers adapted to this project (kept out of tracking.wandb_runs: importing Lightning takes seconds, and
 the CLI imports tracking before it knows whether there is any work to do)."""
 
 from __future__ import annotations

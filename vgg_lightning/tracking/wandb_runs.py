@@ -14,7 +14,7 @@ import os
 import secrets
 import string
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..paper import format_scale, format_test_scales
@@ -104,20 +104,22 @@ def wandb_run_args(config: Mapping, settings: Mapping, run_dir: Path, sweep: tup
     }
 
 
-def build_loggers(cfg, wandb_args: Callable[[], dict]) -> list:
-    """conf/logger/* instantiated. A W&B logger gets this job's run arguments (`wandb_args()`, see
-    `wandb_run_args`) where its config leaves them null; tags given there (`+logger.wandb.tags=[mine]`) are
-    added to ours."""
+def build_loggers(
+    loggers_cfg, config: Mapping, settings: Mapping, run_dir: Path, sweep: tuple[str, int] | None = None
+) -> list:
+    """conf/logger/* instantiated. A W&B logger gets this job's run arguments (`wandb_run_args` of the other
+    arguments) where its config leaves them null; tags given there (`+logger.wandb.tags=[mine]`) are added
+    to ours."""
     from hydra.utils import get_class, instantiate
     from lightning.pytorch.loggers import WandbLogger
 
     loggers = []
-    for node in (cfg.get("logger") or {}).values():
+    for node in (loggers_cfg or {}).values():
         if node is None:
             continue
         extra = {}
         if issubclass(get_class(node._target_), WandbLogger):
-            ours = wandb_args()
+            ours = wandb_run_args(config, settings, run_dir, sweep)
             extra = {k: v for k, v in ours.items() if k != "tags" and node.get(k) is None}
             extra["tags"] = [*ours["tags"], *(node.get("tags") or [])]
         # through a partial: instantiate's own first parameter is called `config`, as is wandb.init's

@@ -1,16 +1,13 @@
-"""task=features (Appendix B): the paper's image descriptor for every image of a data set, in features.npz.
+"""The paper's image descriptor (Appendix B), for every image of a data set.
 
 For each net and each Q: rescale the image so its smaller side is Q, run the fully-convolutional net densely up
 to fc7 (after its ReLU; fc8 left out: `VGG.feature_map`), average the map globally to one 4096-D vector, and
 average that with the flipped image's. Over several Q the vectors are averaged (`features.aggregate=average`)
-or stacked (`stack`); several nets (`ckpt_path` and `features.ensemble`) are stacked; the result is
-L2-normalised.
+or stacked (`stack`); several nets are stacked; the result is L2-normalised.
 
-The images go through evaluation's loader (batched by shape, never padded) and `trainer.test`, so any number of
-devices share the set without repeats. Each rank writes its descriptors in shards of `features.shard_size`
-images; a stopped job run again in the same run dir (`hydra.run.dir=<it>`) computes only the images no shard
-holds. Rank 0 then joins the shards into features.npz (`features` N x D float32, `labels`, `paths`, `splits`,
-`classes` and the settings) and removes them.
+`FeatureExtractor` runs it with `trainer.test` over evaluation's loader (batched by shape, never padded), so
+any number of devices share the set without repeats; each rank writes its descriptors in `Shards`, which a
+stopped job run again resumes from; `write_features` joins them into features.npz.
 """
 
 from __future__ import annotations
@@ -27,24 +24,16 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
-from ..app.job import output_dir
-from ..app.trainer import build_trainer
-from ..checkpoints.files import weights_paths
-from ..checkpoints.read import CheckpointError, net_from_checkpoint, read_vgg_checkpoint
-from ..compat import set_test_bar_title, skip_checkpoint_on_test
+from ..compat import set_test_bar_title
 from ..data.labelled import LabelledImages
-from ..data.readers import read_labelled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..speed import switched_on
 from .loader import ScaledImages, shape_loader
-from .task import load_nets
+from .protocol_settings import check_aggregate
 
 log = logging.getLogger(__name__)
-AGGREGATES = ("average", "stack")
 FEATURES = "features.npz"
 SHARDS = "feature_shards"
 
@@ -66,12 +55,6 @@ def descriptor(nets: Sequence[VGG], images: Sequence[torch.Tensor], aggregate: s
         per_scale = [pooled_fc7(net, x) for x in images]
         parts.append(torch.stack(per_scale).mean(dim=0) if aggregate == "average" else torch.cat(per_scale, dim=1))
     return F.normalize(torch.cat(parts, dim=1), dim=1)
-
-
-def check_aggregate(aggregate: str) -> str:
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"features.aggregate={aggregate!r}: choose one of {', '.join(AGGREGATES)}")
-    return aggregate
 
 
 class Shards:
@@ -181,65 +164,6 @@ class FeatureExtractor(L.LightningModule):
     def _flush(self) -> None:
         self.shards.write(self._indices, self._features)
         self._indices, self._features = [], []
-
-
-def feature_nets(cfg: DictConfig) -> tuple[list[VGG], list[str]]:
-    """The nets whose descriptors are stacked: torchvision's ImageNet weights (`weights=torchvision`), or our
-    checkpoints (`ckpt_path` and `features.ensemble`), each rebuilt as it was trained (fc8 is not used)."""
-    if cfg.weights:
-        nets, _, sources = load_nets(cfg, 1000)
-        return nets, sources
-    paths = weights_paths(cfg.ckpt_path, cfg.features.ensemble)
-    if not paths:
-        raise CheckpointError(
-            "task=features needs the nets: ckpt_path=<run dir>/checkpoints/last.ckpt (and features.ensemble=[...] "
-            "for more, stacked), or torchvision's: model=D weights=torchvision data.normalize=torchvision"
-        )
-    return [net_from_checkpoint(read_vgg_checkpoint(path))[0] for path in paths], paths
-
-
-def extract_features(cfg: DictConfig) -> dict | None:
-    started = time.time()
-    settings = cfg.features
-    aggregate = check_aggregate(settings.aggregate)
-    scales = [int(q) for q in settings.scales]
-    images = read_labelled(settings.dataset, settings.root, settings.splits)  # the layout is checked first
-    nets, sources = feature_nets(cfg)
-    config = "+".join(net.config for net in nets)
-    run_dir = output_dir()
-    if (run_dir / FEATURES).is_file():
-        log.info("%s exists: nothing to compute (a new run dir computes them anew)", run_dir / FEATURES)
-        return None
-    trainer = build_trainer(cfg, {"config": config, "train_scale": None, "test_scales": scales})
-    shard_settings = {"dataset": images.name, "images": len(images), "scales": scales, "aggregate": aggregate,
-                      "nets": sources, "normalize": cfg.data.normalize}  # fmt: skip
-    shards = Shards(run_dir / SHARDS, shard_settings)
-    shards.check_settings(trainer.is_global_zero)
-    done = shards.done()
-    todo = [i for i in range(len(images)) if i not in done]
-    if done:
-        log.info("resuming: %d of %d images already in %s", len(done), len(images), shards.folder)
-    extractor = FeatureExtractor(
-        nets,
-        images,
-        shards,
-        todo,
-        scales,
-        aggregate,
-        normalize=cfg.data.normalize,
-        batch_size=settings.batch_size,
-        shard_size=settings.shard_size,
-        num_workers=cfg.data.num_workers,
-        on_corrupt=cfg.data.on_corrupt,
-        channels_last=switched_on(cfg.model.channels_last),
-    )
-    if todo:
-        skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
-        trainer.test(extractor, verbose=False)
-    trainer.strategy.barrier()  # every rank's shards are on disk
-    if not trainer.is_global_zero:
-        return None
-    return write_features(run_dir, images, shards, config, sources, scales, aggregate, started)
 
 
 def write_features(run_dir: Path, images: LabelledImages, shards: Shards, config: str, sources: list[str],

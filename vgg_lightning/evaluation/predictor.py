@@ -1,64 +1,34 @@
-"""task=predict: classify images by name with any test protocol of Sec. 3.2.
+"""The Predictor: nets with what their run knew (class names, input scaling, Q), classifying images by name
+with any test protocol of Sec. 3.2, image by image as task=eval scores them; and predictions.csv, the table
+task=predict writes (`path`, `class`, `probability`, then `class_2`, `probability_2`, ... up to `top_k`).
 
-`python -m vgg_lightning task=predict ckpt_path=CKPT inputs=PATH` (PATH: an image, a folder, or a glob), or
-`weights=torchvision model=D` instead of a checkpoint (ImageNet's names). The net, its class names, its input
-scaling and its test scale Q come from the checkpoint, so no data root is needed. The images go through the
-evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
-`eval.scales=[...]`, `eval.ensemble=[...]`), so a prediction is what task=eval scores, image by image. It
-writes `predictions.csv` into the run dir (`path`, `class`, `probability`, then `class_2`, `probability_2`,
-... up to `top_k`) and prints the first rows.
-
-From Python (`Predictor`): load a checkpoint, preprocess an image as its run did, predict (see the README).
+From Python: load a checkpoint, preprocess an image as its run did, predict (see the README).
 """
 
 from __future__ import annotations
 
 import csv
-import glob
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 
-from ..app.job import output_dir
-from ..app.trainer import build_trainer
-from ..checkpoints.read import CheckpointError, checkpoint_classes, net_from_checkpoint, read_vgg_checkpoint
+from ..checkpoints.files import CheckpointError
+from ..checkpoints.nets import net_from_checkpoint
+from ..checkpoints.read import checkpoint_classes, read_vgg_checkpoint
 from ..data.classes import IMAGENET_CLASSES, class_names
-from ..data.layout import is_image_file
 from ..data.scales import default_test_scale
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..speed import switched_on
-from .evaluator import Evaluator
 from .loader import ScaledImages
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
-from .task import load_checkpoints, torchvision_net
 
 log = logging.getLogger(__name__)
 PREDICTIONS = "predictions.csv"
 TORCHVISION_TEST_SCALE = 256  # torchvision's own val rescale (Resize(256), then the centre 224)
 SHOWN = 10  # rows of the printed table
-
-
-def input_files(inputs: str | None) -> list[str]:
-    """The image files that `inputs=` names: one image, every image under a folder (sorted), or a glob."""
-    if not inputs:
-        raise ValueError("task=predict needs the images: inputs=photo.jpg, inputs=photos/ or inputs='photos/*.jpg'")
-    inputs = os.path.expanduser(str(inputs))
-    if os.path.isdir(inputs):
-        found = [os.path.join(top, name) for top, _, names in os.walk(inputs) for name in names]
-    else:
-        found = [inputs] if os.path.isfile(inputs) else glob.glob(inputs, recursive=True)
-    files = sorted(path for path in found if os.path.isfile(path) and is_image_file(path))
-    if not files:
-        raise ValueError(
-            f"inputs={inputs!r}: no image files there (an image, a folder of images or a glob such as "
-            f"'photos/*.jpg'; image files end in .jpg, .jpeg, .png, ...)"
-        )
-    return files
 
 
 @dataclass
@@ -124,18 +94,6 @@ class Predictor:
         return self.top_k(self.posterior(self.preprocess(path)), k)[0]
 
 
-def predictor_for(cfg: DictConfig) -> tuple[Predictor, object, list[str]]:
-    """The Predictor of this run (ckpt_path, eval.ensemble or weights=torchvision), its nets' training S and
-    where their weights came from."""
-    protocol = dict(protocol=cfg.eval.protocol, crop_batch=cfg.eval.crop_batch)
-    if cfg.weights:
-        net, path = torchvision_net(cfg, normalize="torchvision")
-        return Predictor.from_torchvision(net, cfg.eval.scales, **protocol), None, [path]
-    checkpoints, paths = load_checkpoints(cfg)
-    predictor = Predictor.from_checkpoints(checkpoints, cfg.eval.scales, **protocol)
-    return predictor, checkpoints[0]["hyper_parameters"].get("train_scale"), paths
-
-
 def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k: int) -> list[dict]:
     """One row per readable image, in the order of `files`: path, class, probability, class_2, ..."""
     probs: dict[int, torch.Tensor] = {}
@@ -181,30 +139,3 @@ def print_table(rows: list[dict], path: str) -> None:
     if len(rows) > SHOWN:
         table.caption = f"... and {len(rows) - SHOWN} more in {PREDICTIONS}"
     Console().print(table)
-
-
-def predict(cfg: DictConfig) -> dict | None:
-    files = input_files(cfg.inputs)
-    predictor, train_scale, sources = predictor_for(cfg)
-    job = {"config": "+".join(dict.fromkeys(n.config for n in predictor.nets)), "train_scale": train_scale}
-    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, devices=1, num_nodes=1)
-    evaluator = Evaluator(
-        predictor.nets,
-        "",
-        predictor.protocol,
-        predictor.scales,
-        normalize=predictor.normalize,
-        batch_size=cfg.eval.batch_size,
-        crop_batch=predictor.crop_batch,
-        num_workers=cfg.data.num_workers,
-        on_corrupt=cfg.data.on_corrupt,
-        channels_last=switched_on(cfg.model.channels_last),
-        samples=[(path, -1) for path in files],
-    )
-    outputs = trainer.predict(evaluator)
-    rows = prediction_rows(predictor, files, outputs, cfg.top_k)
-    path = str(output_dir() / PREDICTIONS)
-    write_predictions(rows, path)
-    print_table(rows, path)
-    log.info("%s of %d image(s) by %s (%s) -> %s", predictor.protocol, len(rows), job["config"], sources[0], path)
-    return {"predictions": path, "images": len(rows)}

@@ -1,4 +1,4 @@
-"""task=transfer transfer.features=FILE (Appendix B): a linear SVM on the fixed descriptors of task=features.
+"""Appendix B's transfer protocol: linear SVMs on the fixed descriptors of task=features (features.npz).
 
 scikit-learn's LinearSVC, one-vs-rest (one binary SVM per class for a multi-label set, its DIFFICULT images
 left out of that class). In each split, 20% of the training images (of each class, for a single-label set)
@@ -13,18 +13,14 @@ results.json has their mean, standard deviation and each split's figures, beside
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from omegaconf import DictConfig
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score, balanced_accuracy_score
 from sklearn.svm import LinearSVC
 
-from .. import paper
-from ..app.results import job_results, save_results
 from ..data.labelled import DIFFICULT, POSITIVE
 from .protocol_settings import existing_features
 
@@ -116,38 +112,40 @@ def random_split(
     return np.concatenate(train), np.concatenate(test)
 
 
-def splits_of(data: dict, cfg: DictConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def splits_of(data: dict, settings: Mapping) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train indices, test indices) of every split the protocol runs."""
     labels, names = data["labels"], data["splits"]
-    if cfg.train_split or cfg.test_split:
+    if settings.train_split or settings.test_split:
         present = sorted(set(names.tolist()) - {""})
         for key in ("train_split", "test_split"):
-            if cfg[key] not in present:
+            if settings[key] not in present:
                 raise ValueError(
-                    f"transfer.{key}={cfg[key]!r}: the features' splits are {', '.join(present) or 'none'}"
+                    f"transfer.{key}={settings[key]!r}: the features' splits are {', '.join(present) or 'none'}"
                 )
-        return [(np.flatnonzero(names == cfg.train_split), np.flatnonzero(names == cfg.test_split))]
+        return [(np.flatnonzero(names == settings.train_split), np.flatnonzero(names == settings.test_split))]
     if labels.ndim == 2:
         raise ValueError("a multi-label set (VOC) is tested on its own splits: set transfer.train_split and test_split")
     counts = np.bincount(labels)
-    short = [str(c) for c in np.flatnonzero((counts > 0) & (counts <= cfg.train_per_class))]
+    short = [str(c) for c in np.flatnonzero((counts > 0) & (counts <= settings.train_per_class))]
     if short:
         raise ValueError(
-            f"transfer.train_per_class={cfg.train_per_class} leaves no test image in class(es) {', '.join(short[:5])} "
+            f"transfer.train_per_class={settings.train_per_class} leaves no test image in class(es) {', '.join(short[:5])} "
             f"(smallest class: {counts[counts > 0].min()} images)"
         )
-    rng = np.random.default_rng(cfg.seed)
-    return [random_split(labels, cfg.train_per_class, cfg.test_per_class, rng) for _ in range(cfg.splits)]
+    rng = np.random.default_rng(settings.seed)
+    return [
+        random_split(labels, settings.train_per_class, settings.test_per_class, rng) for _ in range(settings.splits)
+    ]
 
 
-def run_protocol(data: dict, cfg: DictConfig) -> dict:
+def run_protocol(data: dict, settings: Mapping) -> dict:
     """The mean and standard deviation over the splits, and each split's C, C search and figure."""
     x, labels = data["features"], data["labels"]
     classes, name = len(data["classes"]), metric_name(labels)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(settings.seed)
     per_split = []
-    for k, (train, test) in enumerate(splits_of(data, cfg)):
-        C, search = choose_C(x[train], labels[train], cfg.C, cfg.holdout, classes, rng)
+    for k, (train, test) in enumerate(splits_of(data, settings)):
+        C, search = choose_C(x[train], labels[train], settings.C, settings.holdout, classes, rng)
         figure = score(labels[test], svm_scores(x[train], labels[train], x[test], C, classes))
         per_split.append({"split": k, name: round(figure, 3), "C": C, "held_out": {str(c): round(v, 3) for c, v in search.items()},
                           "train_images": int(len(train)), "test_images": int(len(test))})  # fmt: skip
@@ -160,30 +158,3 @@ def run_protocol(data: dict, cfg: DictConfig) -> dict:
 def read_features(path: str) -> dict:
     with np.load(existing_features(path)) as f:
         return {k: f[k] for k in f.files}
-
-
-def transfer(cfg: DictConfig) -> dict:
-    started = time.time()
-    data = read_features(cfg.transfer.features)
-    if not cfg.transfer.C:
-        raise ValueError("transfer.C is empty: give the values to choose C from, e.g. [0.1,1,10]")
-    found = run_protocol(data, cfg.transfer)
-    config, dataset = str(data["config"]), str(data["dataset"])
-    cell = paper.transfer_cell(config, dataset)
-    results = job_results(
-        cfg,
-        started,
-        config=config,
-        dataset=dataset,
-        num_classes=len(data["classes"]),
-        test_scales=data["scales"].tolist(),
-        aggregate=str(data["aggregate"]),
-        features=str(cfg.transfer.features),
-        images=int(len(data["features"])),
-        **found,
-        paper=None if cell is None else {cell.metric: cell.value, "std": cell.std},
-    )
-    path = save_results(results)
-    log.info("%s %.2f%% ± %.2f over %d split(s) -> %s", found["metric"], found[found["metric"]], found["std"],
-             len(found["splits"]), path)  # fmt: skip
-    return results
