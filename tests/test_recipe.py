@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO
+from omegaconf import OmegaConf
 from test_cli import compose_cfg
 from torch.utils.data import DataLoader
 
 from vgg_lightning import paper
+from vgg_lightning.app.results import paper_figures
 from vgg_lightning.data.datamodule import ImageNetDataModule, batch_plan
 from vgg_lightning.models import build_vgg
 from vgg_lightning.models.warm_start import WARM_START_LAYERS, WarmStartError, warm_start
@@ -218,13 +220,29 @@ def test_every_paper_row_has_an_experiment_file():
     assert names == {f"table{t}/{row.name}" for t, rows in paper.TABLES.items() for row in rows}
 
 
+def test_the_papers_figures_have_one_home():
+    """The experiment files name their row (`paper: table3/D_jitter`); its figures and Q come from paper.py."""
+    assert paper.figures("table3/D_jitter") == {"top1_error": 25.6, "top5_error": 8.1}
+    assert paper.figures("sec4/B_shallow_S256") == {"baseline": "B", "top1_error_above": 7.0, "protocol": "center"}
+    with pytest.raises(ValueError, match=r"paper='table3/D_jiter': no row or finding of the paper; choose one of "):
+        paper.figures("table3/D_jiter")
+    assert paper.test_scales("table4/D_S384") == [352, 384, 416]
+    assert paper_figures("table4/D_S256") == {"top1_error": 26.6, "top5_error": 8.6}
+    assert paper_figures(OmegaConf.create({"top1_error": 30.0})) == {"top1_error": 30.0}  # a file of one's own
+    assert paper_figures(None) is None
+    for path in (REPO / "experiments").rglob("*.yaml"):
+        text = path.read_text()
+        assert "top1_error" not in text and "scales: [" not in text, f"{path} writes a figure of paper.py again"
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_experiment_composes_with_its_paper_row(path: Path):
     name = f"{path.parent.name}/{path.stem}"
     row = paper.row(name)
     cfg = compose_cfg(f"experiment={name}")
     assert path.read_text().startswith("# @package _global_")
-    assert dict(cfg.paper) == {"top1_error": row.top1_error, "top5_error": row.top5_error}
+    assert cfg.paper == name  # the file names its row; the figures have one home, paper.py
+    assert paper.figures(cfg.paper) == {"top1_error": row.top1_error, "top5_error": row.top5_error}
     assert cfg.eval.protocol == row.protocol
     assert cfg.task == ("train" if row.table == 3 else "eval")
     if "+" not in row.config:

@@ -37,7 +37,7 @@ for overrides in json.loads(sys.argv[1]):
 print(json.dumps({"raised": raised, "imported": [name for name in json.loads(sys.argv[2]) if name in sys.modules]}))
 """
 
-# one mistyped value per room (models, data, evaluation, training), and a valid config that passes every check
+# one mistyped value per room (models, data, evaluation, training, the paper's rows), and a valid config that passes every check
 CASES = {
     "model.width=0": "model.width=0: expected a positive multiplier",
     "model.config=Z": "unknown VGG config 'Z'",
@@ -45,6 +45,7 @@ CASES = {
     "data.scale=100": "data.scale=100: S must be at least the crop size 224",
     "eval.scales=[100]": "eval.scales=[100]: expected a list of ints Q >= 224",
     "optim.lr=-1": "optim.lr=-1: expected a learning rate >= 0",
+    "paper=table3/D_jiter": "paper='table3/D_jiter': no row or finding of the paper",
 }
 
 

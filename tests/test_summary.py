@@ -81,7 +81,7 @@ def test_the_sec4_experiments_and_the_report_put_b_beside_b_shallow(tmp_path):
     from vgg_lightning.report.runs import Run
 
     cfg = compose_cfg("experiment=sec4/B_shallow_S256")
-    assert (cfg.model.config, cfg.eval.protocol, cfg.data.scale, cfg.paper.top1_error_above) == (
+    assert (cfg.model.config, cfg.eval.protocol, cfg.data.scale, paper.figures(cfg.paper)["top1_error_above"]) == (
         "B-shallow",
         "center",
         256,

@@ -34,8 +34,16 @@ def job_results(cfg: DictConfig, started: float, **fields) -> dict:
     # the experiment's ImageNet figures only for a run on ILSVRC-2012: a demo run set against them would give a
     # bogus delta (a job that names its own figures, a transfer run's Table 11 cell, passes them as `paper`)
     on_its_data = paper.on_ilsvrc2012(results["dataset"], results.get("num_classes"))
-    results["paper"] = given or (plain_config(cfg.paper) if cfg.get("paper") and on_its_data else None)
+    results["paper"] = given or (paper_figures(cfg.get("paper")) if on_its_data else None)
     return results
+
+
+def paper_figures(named) -> dict | None:
+    """The figures of `paper:`: the row or finding an experiment names (their one home is paper.py), or, from a
+    file of one's own, figures written out; None when there are none."""
+    if isinstance(named, str):
+        return paper.figures(named)
+    return plain_config(named) if named else None
 
 
 def save_results(results: dict) -> Path:

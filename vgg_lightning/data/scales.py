@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .. import paper
+from ..rules import check_rules, is_int
 
 CROP = 224
 
@@ -33,22 +34,16 @@ def default_test_scale(train_scale) -> int:
     return (low + high) // 2
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_data_settings(data: Mapping) -> None:
     """Refuse, before any work, data settings that cannot load a batch (naming the key, the value and what
     would do). The scales and the other choices are checked by their own parsers, called here too."""
     rules = {
-        "batch_size": (lambda b: _is_int(b) and b >= 1, "the global batch, a positive int (256: the paper)"),
-        "max_device_batch": (lambda b: b is None or (_is_int(b) and b >= 1), "a positive int, or null: no limit"),
-        "num_workers": (lambda n: _is_int(n) and n >= 0, "a number of loader processes >= 0"),
-        "test_scale": (lambda q: q is None or (_is_int(q) and q >= CROP), f"an int Q >= {CROP}, or null"),
-        "num_classes": (lambda c: c is None or (_is_int(c) and c >= 1), "a positive int, or null: the folders'"),
+        "batch_size": (lambda b: is_int(b) and b >= 1, "the global batch, a positive int (256: the paper)"),
+        "max_device_batch": (lambda b: b is None or (is_int(b) and b >= 1), "a positive int, or null: no limit"),
+        "num_workers": (lambda n: is_int(n) and n >= 0, "a number of loader processes >= 0"),
+        "test_scale": (lambda q: q is None or (is_int(q) and q >= CROP), f"an int Q >= {CROP}, or null"),
+        "num_classes": (lambda c: c is None or (is_int(c) and c >= 1), "a positive int, or null: the folders'"),
     }
-    for key, (ok, accepted) in rules.items():
-        if key in data and not ok(data[key]):
-            raise ValueError(f"data.{key}={data[key]!r}: expected {accepted}")
+    check_rules("data", data, rules)
     if "scale" in data:
         parse_scale(data.get("scale_range") if str(data["scale"]).lower() == "jitter" else data["scale"])

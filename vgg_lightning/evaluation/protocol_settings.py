@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from ..data.scales import CROP
+from ..rules import check_rules, is_int, is_number
 
 EVAL_SPLITS = ("val",)  # what task=eval reads: a val-only root (prepare --splits val) is enough
 
@@ -35,8 +36,12 @@ def check_aggregate(aggregate: str) -> str:
     return aggregate
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+EVAL_RULES = {  # key -> (accepts the value?, what would do)
+    "batch_size": (lambda b: is_int(b) and b >= 1, "a positive int (images per batch)"),
+    "crop_batch": (lambda b: is_int(b) and b >= 1, "a positive int (views per forward pass)"),
+    "max_pixels": (lambda v: v is None or (is_number(v) and v >= 1), "a number >= 1, or null: no bound"),
+    "max_aspect": (lambda v: v is None or (is_number(v) and v >= 1), "a number >= 1, or null: no bound"),
+}
 
 
 def check_eval_settings(eval_cfg) -> None:
@@ -45,14 +50,9 @@ def check_eval_settings(eval_cfg) -> None:
     check_protocol(eval_cfg.get("protocol", "center"))
     scales = eval_cfg.get("scales")
     if scales is not None and (isinstance(scales, (str, int)) or not scales or not all(
-            isinstance(q, int) and not isinstance(q, bool) and q >= CROP for q in scales)):  # fmt: skip
+            is_int(q) and q >= CROP for q in scales)):  # fmt: skip
         raise ValueError(f"eval.scales={scales!r}: expected a list of ints Q >= {CROP} (e.g. [256,384,512]), or null")
-    for key, accepted in (("batch_size", "images per batch"), ("crop_batch", "views per forward pass")):
-        if key in eval_cfg and not _positive_int(eval_cfg[key]):
-            raise ValueError(f"eval.{key}={eval_cfg[key]!r}: expected a positive int ({accepted})")
-    for key in ("max_pixels", "max_aspect"):
-        if eval_cfg.get(key) is not None and not (isinstance(eval_cfg[key], (int, float)) and eval_cfg[key] >= 1):
-            raise ValueError(f"eval.{key}={eval_cfg[key]!r}: expected a number >= 1, or null: no bound")
+    check_rules("eval", eval_cfg, EVAL_RULES)
 
 
 def existing_features(path: str | None) -> str:

@@ -23,7 +23,7 @@ __all__ = [
     "TORCHVISION",
 ]
 
-# Importing models.settings runs this file first: the nets and their interop import torch, so they are imported
+# Importing models.choices runs this file first: the nets and their interop import torch, so they are imported
 # on first use, and the app's settings checks stay torch-free.
 _IN_VGG = ("VGG", "build_vgg", "count_parameters", "flops_per_image", "from_settings", "settings_spec")
 _IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_weights_path")

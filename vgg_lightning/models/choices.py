@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..rules import check_rules, is_number
 from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, SHALLOW_CONFIGS
 
 _BY_KEY = {name.upper(): name for name in ALL_CONFIGS}
@@ -25,23 +26,17 @@ def canonical_config(name: str) -> str:
     return _BY_KEY[key]
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_model_settings(model: Mapping) -> None:
     """Refuse, before any work, model settings no net can be built from (naming the key, the value and what
     would do)."""
     canonical_config(model.get("config", "D"))
     rules = {
         "width": (
-            lambda w: _is_number(w) and 0 < w <= 8,
+            lambda w: is_number(w) and 0 < w <= 8,
             "a positive multiplier of the widths, up to 8 (1.0: the paper)",
         ),
-        "dropout": (lambda p: _is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
+        "dropout": (lambda p: is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
         "init": (lambda i: i in INIT_SCHEMES, f"one of {', '.join(INIT_SCHEMES)}"),
-        "init_std": (lambda s: _is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
+        "init_std": (lambda s: is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
     }
-    for key, (ok, accepted) in rules.items():
-        if key in model and not ok(model[key]):
-            raise ValueError(f"model.{key}={model[key]!r}: expected {accepted}")
+    check_rules("model", model, rules)

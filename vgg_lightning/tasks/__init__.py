@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ..data.scales import check_data_settings
 from ..models.choices import check_model_settings
+from ..paper import figures
 from . import eval as evaluate
 from . import features, predict, train, transfer
 
@@ -37,6 +38,8 @@ def check(cfg: DictConfig) -> ModuleType:
     which every task reads, then the task's own (the cheap checks first: the data folder's come last, as the
     demo set is generated there)."""
     task = task_named(cfg.task)
+    if isinstance(cfg.get("paper"), str):
+        figures(cfg.paper)  # the row an experiment names (a file of one's own may give figures instead)
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)
     task.check(cfg)

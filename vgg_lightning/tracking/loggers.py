@@ -12,7 +12,7 @@ from .wandb_runs import flatten
 
 class WandbLogger(LightningWandbLogger):
     """Lightning's WandbLogger, with the LightningModule's hyper-parameters flattened to the same dotted keys
-    as the composed config that tracking.build_loggers gives the run (`model.config`, `optim.lr`): W&B would
+    as the composed config that tracking.wandb_runs.build_loggers gives the run (`model.config`, `optim.lr`): W&B would
     otherwise show a nested `model` dict beside them, each setting twice."""
 
     def log_hyperparams(self, params) -> None:
