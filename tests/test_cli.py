@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
-from hydra import compose, initialize_config_dir
+from helpers import FAST, compose_cfg, read_results, run_cli
 
-from vgg_lightning.app.config_files import primary_config_dir, register_groups
-from vgg_lightning.app.resolvers import register_resolvers
 from vgg_lightning.models import CONFIGS
 from vgg_lightning.report.runs import training_curve
-
-register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
-
-
-def compose_cfg(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=False)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -134,3 +124,10 @@ def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root,
     ]
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
+def test_default_workers_follow_the_machine():
+    from vgg_lightning.app.resolvers import _workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert _workers(8) == max(0, min(8, cores - 1)) and _workers(2) <= 2

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 
 from vgg_lightning.report.runs import training_curve
 

@@ -6,7 +6,7 @@ import builtins
 
 import pytest
 import torch
-from conftest import run_cli
+from helpers import run_cli
 
 from vgg_lightning.checkpoints.nets import net_from_checkpoint
 from vgg_lightning.checkpoints.read import read_vgg_checkpoint

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_gpu_check_dry_run_runs_every_step_and_writes_the_report(tmp_path, cli_env):

@@ -9,7 +9,7 @@ import sys
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, REPO, read_results, run_cli
+from helpers import FAST, REPO, read_results, run_cli
 from lightning.pytorch.callbacks import RichProgressBar
 
 sys.path.insert(0, str(REPO / "benchmarks"))

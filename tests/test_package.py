@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = REPO / "vgg_lightning"
 
@@ -127,6 +127,15 @@ def test_the_tasks_are_the_top_floor():
     """Only the app's entry point dispatches to the tasks; no room below them reaches up into one."""
     importers = {module for module, targets in module_imports().items() if any(room(t) == "tasks" for t in targets)}
     assert {room(module) for module in importers} - {"tasks"} == {"__main__"}
+
+
+def test_the_tests_share_code_only_through_the_helpers_module():
+    """A test file imports no other test file, nor conftest (whose fixtures pytest hands out itself)."""
+    for path in (REPO / "tests").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(n == "conftest" or n.startswith("test_") for n in names), f"{path.name} imports {names}"
 
 
 def test_the_model_zoo_knows_no_lightning_hydra_or_data():

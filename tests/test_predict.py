@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 
 from vgg_lightning.data.classes import class_names, imagenet_categories
 from vgg_lightning.data.demo import CLASSES as DEMO_CLASSES

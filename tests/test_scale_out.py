@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, read_results, run_cli
+from helpers import REPO, read_results, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

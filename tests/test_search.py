@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FAST, run_cli
+from helpers import FAST, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

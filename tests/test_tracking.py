@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import read_results, run_cli
-from demo_sweep import FAST_WANDB, demo_sweep, wandb_env
+from helpers import FAST_WANDB, demo_sweep, read_results, run_cli, wandb_env
 
 from vgg_lightning.report.wandb_files import read_wandb_run, wandb_run_files
 from vgg_lightning.tracking import wandb_runs as tracking

@@ -1,5 +1,6 @@
-"""A mistyped value is refused before any long work: the app's settings checks import no torch, Lightning or
-torchvision, so the one-line error comes in the time it takes to compose the config, not to import torch."""
+"""Bad input is refused before any work, in one line: each task's checks (`vgg_lightning.tasks`) import no torch,
+Lightning or torchvision, so a mistyped value, a missing file or a data folder of the wrong layout is refused in
+the time it takes to compose the config; HYDRA_FULL_ERROR=1 shows the traceback."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from PIL import Image
+from helpers import STEPS, assert_one_line_error, image_folder, run_cli, this_checkout
 
 HEAVY = ("torch", "lightning", "torchvision")
 
@@ -47,20 +47,6 @@ CASES = {
     "optim.lr=-1": "optim.lr=-1: expected a learning rate >= 0",
     "paper=table3/D_jiter": "paper='table3/D_jiter': no row or finding of the paper",
 }
-
-
-def image_folder(root: Path, train=("a", "b"), val=("a", "b")) -> Path:
-    """root/<split>/<class>/0.JPEG, one small real JPEG per class."""
-    for split, classes in (("train", train), ("val", val)):
-        for name in classes:
-            (root / split / name).mkdir(parents=True)
-            Image.new("RGB", (32, 24), (200, 30, 30)).save(root / split / name / "0.JPEG")
-    return root
-
-
-def this_checkout(env: dict) -> dict:
-    """The subprocess imports the package of this checkout, whatever else is installed."""
-    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
 
 
 def test_the_settings_checks_refuse_bad_values_without_importing_torch(tmp_path):
@@ -152,3 +138,56 @@ def test_the_cli_refuses_bad_data_and_missing_files_before_importing_torch(cli_e
     assert heavy == [], heavy
     assert set(os.listdir(run_dir)) <= {".hydra", "__main__.log"}  # Hydra's own files: the run wrote nothing
     assert not (tmp_path / "cache" / "demo").exists()  # the checkpoint is refused before the demo set is made
+
+
+BAD_VALUES = {
+    "width_zero": (["model.width=0"], ["model.width=0", "positive"]),
+    "width_negative": (["model.width=-1"], ["model.width=-1"]),
+    "scales_below_224": (["eval.scales=[100]"], ["eval.scales=[100]", "224"]),
+    "batch_size_zero": (["data.batch_size=0"], ["data.batch_size=0"]),
+    "negative_lr": (["optim.lr=-1"], ["optim.lr=-1"]),
+    "unknown_task": (["task=nope"], ["task='nope'", "train, eval"]),
+    "missing_root": (["data=imagefolder", "data.root=/no/such/root"], ["/no/such/root", "does not exist"]),
+    "missing_checkpoint": (["task=eval", "ckpt_path=/no/such.ckpt"], ["/no/such.ckpt", "does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_bad_values_are_refused_before_any_work_in_one_line(cli_env, tmp_path, demo_root, case):
+    overrides, expected = BAD_VALUES[case]
+    run_dir = tmp_path / "run"
+    args = ["experiment=demo", f"data.root={demo_root}", *STEPS, *overrides, f"hydra.run.dir={run_dir}"]
+    result = run_cli(*args, env=cli_env, cwd=tmp_path, check=False)
+    assert_one_line_error(result, *expected)
+    assert "GPU available" not in result.stdout  # no Trainer was built: refused before any work
+    assert "data.batch_size=0" != overrides[0] or "max_device_batch" not in result.stderr
+
+
+def test_hydra_full_error_shows_the_traceback(cli_env, tmp_path, demo_root):
+    result = run_cli("experiment=demo", f"data.root={demo_root}", "model.width=0", f"hydra.run.dir={tmp_path}/r",
+                     env={**cli_env, "HYDRA_FULL_ERROR": "1"}, cwd=tmp_path, check=False)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" in result.stderr and "model.width=0" in result.stderr
+
+
+def bad_data(kind: str, tmp_path: Path) -> tuple[list[str], list[str]]:
+    if kind == "different_classes":
+        root = image_folder(tmp_path / "R", train=("a", "b"), val=("a", "c"))
+        return [f"data.root={root}"], ["train lacks c", "val lacks b"]
+    if kind == "imagenet_on_four_classes":
+        root = image_folder(tmp_path / "R", train="abcd", val="abcd")
+        return ["data=imagenet", f"data.root={root}"], ["data.num_classes=1000", "data=imagefolder"]
+    root = image_folder(tmp_path / "R")
+    for path in root.rglob("*.JPEG"):
+        path.write_bytes(b"")
+    return [f"data.root={root}"], ["no image decodes", "data.check"]
+
+
+@pytest.mark.parametrize("kind", ["different_classes", "imagenet_on_four_classes", "empty_files"])
+def test_bad_data_is_refused_before_any_work_naming_what_differs(cli_env, tmp_path, kind):
+    overrides, expected = bad_data(kind, tmp_path)
+    args = ["data=imagefolder", *overrides, "model.width=0.0625", *STEPS, f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_cli(*args, env=cli_env, cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    for text in expected:
+        assert text in result.stderr, result.stderr[-3000:]
+    assert "GPU available" not in result.stdout
