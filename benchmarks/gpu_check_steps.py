@@ -15,12 +15,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WHEELS = REPO / ".whl"
+DALI_WHEELS = REPO / ".whl-dali"  # apart: DALI's wheel (~425 MB) is over the device tool's 64 MiB carry
 FIGURES_ENV = "GPU_CHECK_FIGURES"  # the file a step appends its figures to, one JSON line each
 HANG_ENV = "GPU_CHECK_HANG"  # for the dry run's test: the step that hangs after its first figure
 # what a bare GPU machine may lack, as import name: distribution
 NEEDED = {"hydra": "hydra-core", "omegaconf": "omegaconf", "simplejpeg": "simplejpeg", "rich": "rich",
           "pytest": "pytest"}  # fmt: skip
 KEEP = ("torch", "torchvision", "lightning", "torchmetrics", "numpy")  # the machine's own: never replaced
+
+
+def importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def cores() -> int:
@@ -74,10 +84,11 @@ def report(key: str, value) -> None:
 
 def step_install(scratch: Path, dry: bool) -> None:
     import importlib.metadata as metadata
-    import importlib.util
 
-    missing = [dist for module, dist in NEEDED.items() if importlib.util.find_spec(module) is None]
-    kept = {name: metadata.version(name) for name in KEEP if importlib.util.find_spec(name) is not None}
+    missing = [dist for module, dist in NEEDED.items() if not importable(module)]
+    if DALI_WHEELS.is_dir() and not importable("nvidia.dali"):
+        missing.append("nvidia-dali-cuda120")  # the loader step's dali path (CUDA 12 builds run on CUDA 13 drivers)
+    kept = {name: metadata.version(name) for name in KEEP if importable(name)}
     report("kept", kept)
     report("missing", missing)
     if not missing or dry:
@@ -86,8 +97,8 @@ def step_install(scratch: Path, dry: bool) -> None:
         raise RuntimeError(f"{missing} missing and no {WHEELS}: run benchmarks/prepare_gpu_wheels.sh where pip works")
     constraints = scratch / "keep-constraints.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in kept.items()))
-    command = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS), "-c",
-               str(constraints), *missing]  # fmt: skip
+    links = [arg for folder in (WHEELS, DALI_WHEELS) if folder.is_dir() for arg in ("--find-links", str(folder))]
+    command = [sys.executable, "-m", "pip", "install", "--no-index", *links, "-c", str(constraints), *missing]
     subprocess.run(command, check=True)
     after = {name: metadata.version(name) for name in kept}
     if after != kept:
@@ -139,15 +150,13 @@ def step_train_vgg16(scratch: Path, dry: bool) -> None:
 
 def step_loader(scratch: Path, dry: bool) -> None:
     """Images/s each data path delivers to the device, normalised, through Lightning's loop, no training."""
-    import importlib.util
-
     import train_vgg16
 
     root, size = jpeg_set(scratch, dry), sizes(dry)["loader"]
     report("workers", size["workers"])
     for path in ("cpu", "device", "dali"):
         options = {"decode": path} if path != "dali" else {"decode": "cpu", "loader": "dali"}
-        if path == "dali" and importlib.util.find_spec("nvidia.dali") is None:
+        if path == "dali" and not importable("nvidia.dali"):
             report("dali_images_per_s", "skipped: nvidia.dali is not installed")
             continue
         try:

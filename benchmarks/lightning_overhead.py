@@ -23,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vgg_lightning.data.transforms import BatchNormalizer  # noqa: E402
 from vgg_lightning.training.module import VGGClassifier  # noqa: E402
 
+# The update's arithmetic without moving the weights: on random images and labels they would diverge into NaNs
+# within a few steps, which a CPU computes many times slower than numbers (the plain loop, first, would pay).
+LR = 0.0
 OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}
 
 
@@ -44,7 +47,7 @@ class Timed(L.Callback):
 
 class Bench(VGGClassifier):
     def configure_optimizers(self):  # the plain loop's optimiser; no plateau schedule without a val set
-        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        return torch.optim.SGD(self.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
 
 
 def make_module(args) -> VGGClassifier:
@@ -85,7 +88,7 @@ def lightning_run(args, batches, sync) -> float:
 def plain_run(args, batches, sync) -> float:
     net = make_module(args).net.to(args.device)
     normalizer = BatchNormalizer("paper").to(args.device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     for step, batch in enumerate(loader(batches, args.device)):
         if step == args.warmup:
