@@ -151,19 +151,23 @@ def run(args, report: dict, write, scratch: Path) -> None:
         if args.dry_run and name != "install":
             _preload()
         entry = report["steps"][name] = {"status": "running", "limit_s": limit, "result": {}}
-        step, begun, shown = Step(name, args, scratch), time.monotonic(), 0
+        step, begun, shown, interrupted = Step(name, args, scratch), time.monotonic(), 0, False
         try:
             while step.poll() is None and time.monotonic() - begun < limit:
                 time.sleep(0.2)
                 if step.figures.exists() and step.figures.stat().st_size != shown:  # a new figure: keep it now
                     shown, entry["result"], entry["seconds"] = step.figures.stat().st_size, step.result(), 0
                     write()
+        except KeyboardInterrupt:  # SIGTERM or Ctrl-C to gpu_check: the step goes with it, the report stays
+            interrupted = True
+            raise
         finally:
-            timed_out = step.poll() is None
+            running = step.poll() is None
             step.kill()  # also after a clean exit: workers the step left behind
             entry.update(result=step.result(), seconds=round(time.monotonic() - begun, 1))
-            if timed_out:
-                entry.update(status="timed out", error=f"killed with its process group after {limit} s")
+            if interrupted or running:
+                entry.update(status="interrupted" if interrupted else "timed out",
+                             error=f"killed with its process group after {time.monotonic() - begun:.0f} s")  # fmt: skip
             else:
                 entry.update(status="ok" if step.code == 0 else "failed")
             if entry["status"] != "ok":
