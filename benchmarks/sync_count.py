@@ -33,6 +33,7 @@ READS = {
     Tensor.__float__: "Tensor.__float__", Tensor.__int__: "Tensor.__int__", Tensor.__index__: "Tensor.__index__",
     Tensor.cpu: "Tensor.cpu", Tensor.numpy: "Tensor.numpy", torch.unique: "torch.unique",
     torch.nonzero: "torch.nonzero", torch.Tensor.nonzero: "Tensor.nonzero", torch.masked_select: "torch.masked_select",
+    torch.equal: "torch.equal", torch.allclose: "torch.allclose", torch.is_nonzero: "torch.is_nonzero",
 }  # fmt: skip
 # tensors made from Python values, and where their `device` argument sits when it is given by position
 FROM_HOST = {
