@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +198,7 @@ def test_weights_of_another_config_or_shape_are_refused_naming_the_layer():
         from_caffe(wrong, "D")
     wrong = caffe_vgg_blobs("D")
     wrong["conv2_1"] = wrong["conv2_1"][:1]
-    with pytest.raises(CaffeModelError, match=r"conv2_1: 1 blobs, config D needs 2"):
+    with pytest.raises(CaffeModelError, match=r"the weights: conv2_1 has 1 blobs, config D needs 2"):
         from_caffe(wrong, "D")
 
 
@@ -278,3 +280,10 @@ def test_what_is_not_a_caffe_model_is_refused_in_one_line(tmp_path, make, what):
     assert f"{path} is not a Caffe model" in _one_line(error) and what in str(error.value)
     with pytest.raises(CaffeModelError):
         from_caffe(path, "D")
+
+
+def test_reading_caffe_files_needs_no_torch():
+    """read_caffemodel and read_prototxt are numpy and protobuf only: a settings check may call them cheaply."""
+    code = "import sys, vgg_lightning.models as m; m.read_caffemodel, m.read_prototxt; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -33,7 +33,8 @@ from .tables import ALL_CONFIGS
 from .vgg import VGG, canonical_config
 
 NORMALIZE = "paper"  # the input the folded nets take: RGB, 0-255, minus paper.MEAN_RGB (the released mean pixel)
-FOLDED = "conv1_1's input channels reversed (BGR -> RGB); mean pixel = paper.MEAN_RGB, subtracted by the loader"
+# what `from_caffe` changed, for the net's `source`; the mean is left to the loader (the released one is ours)
+FOLDED = "{first}'s input channels reversed (BGR -> RGB); no mean or scale folded (data.normalize=paper)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _check_names(found: Sequence[str], config: str, where: str) -> None:
         parts = ([f"no {', '.join(missing)}"] if missing else []) + ([f"extra {', '.join(extra)}"] if extra else [])
         likely = _configs_named_like(set(found))
         hint = f": its layers are config {' or '.join(likely)}'s" if likely else ""
-        raise CaffeModelError(f"{where} does not hold config {config}'s weight layers ({'; '.join(parts)}){hint}")
+        raise CaffeModelError(f"{where}: not config {config}'s weight layers ({'; '.join(parts)}){hint}")
 
 
 def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
@@ -102,10 +103,10 @@ def _fits(found: Sequence[int], expected: torch.Size) -> bool:
     return _squeezed(found) in (_squeezed(expected), _squeezed((expected[0], expected[1:].numel())))
 
 
-def _tensor(name: str, part: str, array: np.ndarray, target: nn.Parameter, config: str) -> torch.Tensor:
+def _tensor(where: str, part: str, array: np.ndarray, target: nn.Parameter, config: str) -> torch.Tensor:
     if not _fits(array.shape, target.shape):
         raise CaffeModelError(
-            f"{name}: config {config} needs a {part} of shape {tuple(target.shape)}, the file has {array.shape}"
+            f"{where}: config {config} needs a {part} of shape {tuple(target.shape)}, the file has {array.shape}"
         )
     return torch.from_numpy(np.array(array, dtype=np.float32).reshape(target.shape))  # a writable copy
 
@@ -115,7 +116,7 @@ def _check_prototxt(path: str | os.PathLike, config: str) -> None:
     input."""
     deploy = read_prototxt(path)
     layers = [layer.name for layer in deploy.layers if layer.type in ("Convolution", "InnerProduct")]
-    _check_names(layers, config, f"{path}")
+    _check_names(layers, config, os.fspath(path))
     channels = {name: dims[1] for name, dims in deploy.inputs.items() if len(dims) == 4}
     if any(c != 3 for c in channels.values()):
         raise CaffeModelError(f"{path}: the input {channels} should have 3 channels (BGR) for config {config}")
@@ -130,6 +131,8 @@ def from_caffe(
     """A `VGG` of `config` carrying a Caffe model's weights (a `.caffemodel` path, or `read_caffemodel`'s
     dict), with the BGR input folded into conv1_1: it takes RGB on 0-255 minus `paper.MEAN_RGB`
     (`data.normalize=paper`). Width and classes come from the file (conv1_1's outputs / 64, fc8's outputs).
+    The authors' D and E take the mean pixel `paper.MEAN_RGB`; another Caffe net of a config whose shapes fit
+    is read the same way, but its input is then for the user to check (Caffe nets often took a mean image).
     `prototxt`, a deploy file, is checked against the config when given. The net's `source` says where it came
     from (file, bytes, sha256, what was folded), for a checkpoint made from it to carry."""
     config = canonical_config(config)
@@ -146,16 +149,18 @@ def from_caffe(
         _check_prototxt(prototxt, config)
     for name, layer_blobs in blobs.items():
         if len(layer_blobs) != 2:
-            raise CaffeModelError(f"{name}: {len(layer_blobs)} blobs, config {config} needs 2 (weight and bias)")
-    first, last = weight_layer_names(config)[0], "fc8"
+            raise CaffeModelError(
+                f"{where}: {name} has {len(layer_blobs)} blobs, config {config} needs 2 (weight, bias)"
+            )
+    first = weight_layer_names(config)[0]
     width = _squeezed(blobs[first][0].shape)[0] / _full_width(config)[1]
-    num_classes = _squeezed(blobs[last][1].shape)[0]
+    num_classes = _squeezed(blobs["fc8"][1].shape)[0]
     model = _meta_vgg(config, num_classes, width)
     for name, layer in model.conv_layers().items():
         weight, bias = blobs.pop(name)
         if name == first:
             weight = np.asarray(weight)[:, ::-1]  # BGR -> RGB input channels
-        layer.weight = nn.Parameter(_tensor(name, "weight", weight, layer.weight, config))
-        layer.bias = nn.Parameter(_tensor(name, "bias", bias, layer.bias, config))
-    model.source = {**source, "config": config, "folded": FOLDED} if source else None
+        layer.weight = nn.Parameter(_tensor(f"{where}: {name}", "weight", weight, layer.weight, config))
+        layer.bias = nn.Parameter(_tensor(f"{where}: {name}", "bias", bias, layer.bias, config))
+    model.source = {**source, "config": config, "folded": FOLDED.format(first=first)} if source else None
     return model
