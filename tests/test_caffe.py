@@ -287,3 +287,11 @@ def test_reading_caffe_files_needs_no_torch():
     code = "import sys, vgg_lightning.models as m; m.read_caffemodel, m.read_prototxt; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_missing_file_says_where_the_released_weights_are(tmp_path):
+    with pytest.raises(
+        FileNotFoundError,
+        match="never downloads.*VGG_ILSVRC_19_layers.caffemodel, linked from https://gist.github.com/ksimonyan/3785162f95cd2d5fee77",
+    ):
+        from_caffe(tmp_path / "VGG_ILSVRC_19_layers.caffemodel", "E")

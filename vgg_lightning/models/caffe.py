@@ -6,7 +6,9 @@ files). The message definitions are in `caffe_proto`; the released VGG nets as o
     >>> blobs["conv1_1"][0].shape, blobs["fc6"][0].shape      # weight (BGR input channels), as Caffe wrote it
     ((64, 3, 3, 3), (4096, 25088))
 
-The arrays are read-only views of what protobuf parsed (no copy of 528 MB): copy one to change it.
+The arrays are read-only views of the bytes protobuf gives for each blob (numpy copies nothing): copy one to
+change it. Reading takes about twice the file's size in memory (the file, then the arrays), and no Python
+object per value.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def read_net(path: str | os.PathLike) -> CaffeNet:
     if len(set(names)) != len(names):
         twice = sorted({name for name in names if names.count(name) > 1})
         raise CaffeModelError(f"{path}: more than one layer with weights is named {', '.join(twice)}")
-    return CaffeNet(net.name, layers, source=source)
+    return CaffeNet(net.name, layers, _input_dims(net), source)
 
 
 def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:

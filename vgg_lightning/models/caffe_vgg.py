@@ -111,6 +111,14 @@ def _tensor(where: str, part: str, array: np.ndarray, target: nn.Parameter, conf
     return torch.from_numpy(np.array(array, dtype=np.float32).reshape(target.shape))  # a writable copy
 
 
+def _missing(path: str | os.PathLike, config: str) -> str:
+    message = f"{os.fspath(path)} is not a file (vgg-lightning never downloads)"
+    if config in RELEASED:
+        released = RELEASED[config]
+        message += f": config {config}'s released weights are {released.file}, linked from {released.page}"
+    return message
+
+
 def _check_prototxt(path: str | os.PathLike, config: str) -> None:
     """A deploy prototxt given with the weights must describe the same net: its weight layers and a 3-channel
     input."""
@@ -141,6 +149,8 @@ def from_caffe(
     if isinstance(weights, Mapping):
         blobs = dict(weights)
     else:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(_missing(weights, config))
         net = read_net(weights)
         blobs, source = net.blobs(), {"format": "caffe", "net": net.name, **net.source}
         del net  # the blobs are dropped layer by layer below: peak memory stays near one copy of the weights
