@@ -7,6 +7,10 @@ libjpeg-turbo's other factors (5/8, 6/8, 7/8) cost more than a full decode, and 
 500x375 against S >= 256 never allows a reduction of 2, so most training images are decoded at full size.
 Anything simplejpeg refuses (CMYK, PNG content, odd JPEG flavours, and libjpeg's warnings about damaged
 data, which it treats as errors) falls back to PIL, which reads by content, not by file name.
+
+A view that reads only a window of a full-size image decodes only that window where nvImageCodec is installed
+(`decode_window`, `region_decode.py`): the same pixels, about 10 % less work per file at S=256 and a third less
+at S=384 on ImageNet's files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import io
 import numpy as np
 import simplejpeg
 from PIL import Image
+
+from . import region_decode
 
 REDUCTIONS = (8, 4, 2)  # the DCT-domain reductions that pay off, largest first
 
@@ -70,6 +76,27 @@ def decode_reduced(data: bytes, min_side: int | None = None, path: str = "<bytes
             return np.array(image.convert("RGB")), 1  # writable, as torch.from_numpy wants
     except Exception as error:  # PIL raises many types for broken files
         raise CorruptImageError.of(path, error) from error
+
+
+def decode_window(
+    data: bytes, window: tuple[int, int, int, int], min_side: int | None = None, path: str = "<bytes>"
+) -> tuple[np.ndarray, int]:
+    """As `decode_reduced`, for a caller that reads only `window` = (top, left, bottom, right) of the image as
+    decoded at its reduction k (`reduction_for`): when k is 1 the array may hold only that window's pixels,
+    at their place, the rest undefined (`region_decode`)."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        colorspace = None  # not a JPEG simplejpeg reads: the full decode's fallbacks decide
+    if (
+        colorspace in region_decode.COLORSPACES
+        and reduction_for(height, width, min_side) == 1
+        and region_decode.whole_jpeg(data)
+    ):
+        region = region_decode.decode_window(data, window)
+        if region is not None:
+            return region, 1
+    return decode_reduced(data, min_side, path)
 
 
 def decode_rgb(data: bytes, min_side: int | None = None, path: str = "<bytes>") -> np.ndarray:
