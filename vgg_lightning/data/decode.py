@@ -1,16 +1,16 @@
 """Decoding what real image folders hold: RGB, grayscale and CMYK JPEGs, PNGs named .JPEG, broken files.
 
-JPEGs go through libjpeg-turbo (simplejpeg: 1.13-1.23x torchvision's `decode_jpeg` and 1.9x PIL on the same
-ImageNet-shaped files, `benchmarks/data_pipeline.py`), which can also decode straight to 1/2, 1/4 or 1/8 of the
+JPEGs go through libjpeg-turbo (simplejpeg: about 1.2x torchvision's `decode_jpeg` and 1.4x PIL on real
+ImageNet JPEGs, `benchmarks/data_pipeline.py`), which can also decode straight to 1/2, 1/4 or 1/8 of the
 size in the DCT domain. We only ask for that when the image is at least twice the size the caller needs:
-libjpeg-turbo's other factors (5/8, 6/8, 7/8) cost more than a full decode, and ImageNet's typical
+libjpeg-turbo's other factors (5/8, 6/8, 7/8: no SIMD IDCT) cost as much as a full decode, and ImageNet's typical
 500x375 against S >= 256 never allows a reduction of 2, so most training images are decoded at full size.
 Anything simplejpeg refuses (CMYK, PNG content, odd JPEG flavours, and libjpeg's warnings about damaged
 data, which it treats as errors) falls back to PIL, which reads by content, not by file name.
 
 A view that reads only a window of a full-size image decodes only that window where nvImageCodec is installed
-(`decode_window`, `region_decode.py`): the same pixels, about 10 % less work per file at S=256 and a third less
-at S=384 on ImageNet's files.
+(`decode_window`, `region_decode.py`): the same pixels, a decode up to 10 % cheaper at S=256 and about 30 %
+at S=384 on real ImageNet files (BENCHMARKS.md).
 """
 
 from __future__ import annotations
