@@ -245,7 +245,8 @@ def window_decoding(monkeypatch):
 
 def test_window_decoding_gives_the_whole_file_views(window_decoding, monkeypatch):
     """Decoding only the window a view reads changes no pixel, for any subsampling, grayscale, progressive
-    files, S from 256 to 512 and the eval view; whatever lies outside the window is never read."""
+    files, S from 352 to 512 (windows under half the image) and the eval view; whatever lies outside the window
+    is never read."""
     files = [
         encode(textured(300, 400, seed=1), quality=90),  # 4:2:0
         encode(textured(375, 500, seed=2), quality=95, subsampling=0),  # 4:4:4
@@ -256,7 +257,7 @@ def test_window_decoding_gives_the_whole_file_views(window_decoding, monkeypatch
     rng = np.random.default_rng(0)
     for data in files:
         size = image_size(data)
-        for params in [sample_crop(*size, (256, 512), rng) for _ in range(6)] + [center_crop_params(*size, 256)]:
+        for params in [sample_crop(*size, (352, 512), rng) for _ in range(6)] + [center_crop_params(*size, 384)]:
             windowed = decode_view(data, size, params)
             monkeypatch.setattr(region_decode, "enabled", False)
             assert torch.equal(windowed, decode_view(data, size, params))
@@ -277,8 +278,9 @@ def test_window_decoding_gives_the_whole_file_views(window_decoding, monkeypatch
 
 
 def test_window_decoding_leaves_damaged_and_other_files_to_the_whole_file_decode(window_decoding):
-    """A truncated JPEG is an error whatever its crop (its damage may lie below the window); CMYK, PNG content
-    and files reduced in the DCT domain are decoded whole, as before."""
+    """A truncated JPEG is an error whatever its crop (its damage may lie below the window); CMYK, PNG content,
+    files reduced in the DCT domain and windows over half the image (an S=256 crop of 375x500) are decoded
+    whole, as before."""
     whole = encode(textured(300, 400, seed=6), quality=90)
     truncated = whole[: int(len(whole) * 0.8)]
     params = CropParams(scale=512, top=0, left=0, flip=False)  # the window's rows lie above the damage
@@ -288,7 +290,8 @@ def test_window_decoding_leaves_damaged_and_other_files_to_the_whole_file_decode
         decode_view(truncated, (300, 400), params, path="cut.JPEG")
     cmyk, png = encode(textured(280, 300, seed=5), mode="CMYK"), encode(textured(260, 290, seed=6), fmt="PNG")
     large = encode(textured(560, 760, seed=3), quality=90)  # twice S=256: decoded at 1/2
-    for data in (cmyk, png, large):
+    typical = encode(textured(375, 500, seed=7), quality=90)  # its S=256 crop reads about 60 % of it
+    for data in (cmyk, png, large, typical):
         assert decode_view(data, image_size(data), CropParams(256, 10, 20, True)).shape == (3, CROP, CROP)
     assert window_decoding == []
 
