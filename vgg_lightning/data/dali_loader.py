@@ -183,7 +183,7 @@ class DaliViews:
         """Decode the batch DALI failed on here, sample by sample, and build DALI's pipeline anew: the
         batches it held are fed again."""
         item = self._pending.popleft()
-        log.warning("DALI failed on a batch (%s); decoding it on the CPU path", str(error).splitlines()[0])
+        log.warning("DALI failed on a batch (%s); decoding it on the CPU path", " ".join(str(error).split())[:300])
         for position in item.to_dali:
             self._decode_here(item, position)
         item.to_dali, item.inputs = [], None
