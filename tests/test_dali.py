@@ -13,16 +13,15 @@ import torch
 from conftest import FAST, read_results, run_cli
 from test_data import encode, make_folder, textured
 
+from vgg_lightning.data import dali_pipeline
+from vgg_lightning.data.dali_loader import DaliViews
 from vgg_lightning.data.datasets import CorruptFiles, ImageFolder, collate
 from vgg_lightning.data.decode import CorruptImageError
 from vgg_lightning.data.sampling import EpochSampler
 from vgg_lightning.data.settings import check_data_settings
 from vgg_lightning.data.transforms import CROP, BatchNormalizer, rescaled_size, sample_crop
 
-dali = pytest.importorskip("nvidia.dali", reason="data.loader=dali needs NVIDIA DALI (the [dali] extra)")
-
-from vgg_lightning.data import dali_loader, dali_pipeline  # noqa: E402
-from vgg_lightning.data.dali_loader import DaliViews  # noqa: E402
+pytest.importorskip("nvidia.dali", reason="data.loader=dali needs NVIDIA DALI (the [dali] extra)")
 
 SCALE, SEED = (256, 512), 5
 
@@ -90,7 +89,9 @@ def test_the_windows_are_the_crop_drawn_as_the_paper_says_in_the_original_pixels
         assert np.allclose(end - start, CROP * step, atol=1e-3)  # 224 rescaled pixels, in original ones
         reach = np.maximum(step, 1)  # the antialiasing filter's: the window holds every pixel the crop reads
         assert (anchor >= 0).all() and (anchor + shape <= [height, width]).all()
-        assert (start >= np.minimum(reach, anchor)).all() and (shape - end >= np.minimum(reach, [height, width] - anchor - shape)).all()
+        assert (start >= np.minimum(reach, anchor)).all() and (
+            shape - end >= np.minimum(reach, [height, width] - anchor - shape)
+        ).all()
 
 
 # -- the views -----------------------------------------------------------------------------------------------
@@ -161,11 +162,17 @@ def test_two_ranks_see_every_image_once_and_a_resume_continues_exactly(odd_folde
             batches = [sorted(b["index"].tolist()) for b in views]
             assert batches == [sorted(b["index"].tolist()) for b in current]
             seen += [i for b in batches for i in b]
-        assert len(seen) == len(set(seen)) == 10 - ("broken.JPEG" in [name(on_cpu, i) for i in ranks[0].sampler.order(epoch)[:10]])
+        assert (
+            len(seen)
+            == len(set(seen))
+            == 10 - ("broken.JPEG" in [name(on_cpu, i) for i in ranks[0].sampler.order(epoch)[:10]])
+        )
         orders.append(seen)
     assert orders[0] != orders[1]
     # rank 1 stopped after one batch of epoch 1: the resumed run starts with the next one
-    straight = [b["index"].tolist() for b in dali_views(on_dali, rank=1, world_size=2, batch_size=2, progress=lambda: (1, 0))]
+    straight = [
+        b["index"].tolist() for b in dali_views(on_dali, rank=1, world_size=2, batch_size=2, progress=lambda: (1, 0))
+    ]
     resumed = dali_views(on_dali, rank=1, world_size=2, batch_size=2, progress=lambda: (1, 1))
     assert len(straight) == 2 and len(resumed) == len(straight)  # Lightning's length: the epoch's, done ones included
     assert [b["index"].tolist() for b in resumed] == straight[1:]
@@ -194,7 +201,9 @@ def test_a_batch_dali_fails_on_is_decoded_on_the_cpu_path_and_the_bad_file_skipp
     try:
         garbage.write_bytes(b"\xff\xd8 not a JPEG \xff\xd9")
         real = datasets.device_decodable_size
-        monkeypatch.setattr(datasets, "device_decodable_size", lambda data: (300, 400) if b"not a" in data else real(data))
+        monkeypatch.setattr(
+            datasets, "device_decodable_size", lambda data: (300, 400) if b"not a" in data else real(data)
+        )
         got = [by_index(b) for b in dali_views(dataset)]
         readable = [(path, label) for path, label in dataset.samples if not path.endswith("broken.JPEG")]
         only_garbage = ImageFolder(odd_folder, "train", train=True, scale=SCALE, decode="device", samples=readable)
@@ -221,7 +230,9 @@ def test_a_bad_loader_or_dali_setting_is_refused_naming_the_choices(monkeypatch)
         check_data_settings({"loader": "dali", "dali": {"backend": "gpu"}})
     check_data_settings({"loader": "dali", "dali": {"backend": "cpu", "threads": 1, "prefetch": 2}})
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # as without the [dali] extra
-    with pytest.raises(ValueError, match=r'^data.loader=dali needs NVIDIA DALI.*: pip install "vgg-lightning\[dali\]"$'):
+    with pytest.raises(
+        ValueError, match=r'^data.loader=dali needs NVIDIA DALI.*: pip install "vgg-lightning\[dali\]"$'
+    ):
         check_data_settings({"loader": "dali"})
     check_data_settings({"loader": "torch"})  # the default path never asks for DALI
 
@@ -230,8 +241,13 @@ def test_the_data_package_imports_no_dali(tmp_path):
     import subprocess
     import sys
 
-    code = "import sys, vgg_lightning.data.datamodule, vgg_lightning.data.dali_loader; print('nvidia.dali' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys, vgg_lightning.data.datamodule, vgg_lightning.data.dali_loader; print('nvidia.dali' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 # -- through the CLI -----------------------------------------------------------------------------------------
