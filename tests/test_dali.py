@@ -144,6 +144,44 @@ def test_channels_last_and_float16_come_out_as_asked(odd_folder):
         assert (image.float() - want).abs().max() < 0.25  # float16's step near 128
 
 
+def test_evaluation_views_at_every_q_are_the_cpu_paths_in_unpadded_shape_batches(tmp_path):
+    """Dense evaluation's views through DALI: each image rescaled whole to every Q (a panorama to its centred
+    4:1 part), batched by shape as the workers batch them, pixels within one level; the CMYK file decoded by the
+    workers, the truncated one skipped and counted."""
+    from vgg_lightning.data.dali_eval import DaliScaled
+    from vgg_lightning.evaluation.loader import ScaledImages, collate_by_shape, collate_encoded, shape_loader
+
+    root = make_folder(tmp_path, {"a": 2, "b": 2}, splits=("val",), size=(300, 400))
+    (tmp_path / "val" / "a" / "gray.JPEG").write_bytes(encode(textured(300, 260, seed=4), mode="L"))
+    (tmp_path / "val" / "b" / "cmyk.JPEG").write_bytes(encode(textured(280, 300, seed=5), mode="CMYK"))
+    (tmp_path / "val" / "b" / "pano.JPEG").write_bytes(encode(textured(100, 600, seed=7), quality=90))
+    good = (tmp_path / "val" / "a" / "0.JPEG").read_bytes()
+    (tmp_path / "val" / "b" / "broken.JPEG").write_bytes(good[: len(good) // 2])
+    scales = [256, 384]
+    on_cpu = ScaledImages(root, scales, max_aspect=4)
+    expected = {}
+    for batch in shape_loader(on_cpu, 3):
+        for group in batch["groups"]:
+            for k, index in enumerate(group["index"].tolist()):
+                expected[index] = [images[k] for images in group["images"]]
+    on_dali = ScaledImages(root, scales, max_aspect=4, encoded=True)
+    views = DaliScaled(shape_loader(on_dali, 3, collate_fn=collate_encoded), on_dali, collate_by_shape, threads=1)
+    got, skipped = {}, 0
+    for batch in views:
+        skipped += int(batch["skipped"])
+        for group in batch["groups"]:
+            assert len({tuple(images.shape[1:]) for images in group["images"]}) == len(scales)  # one shape per Q
+            for k, index in enumerate(group["index"].tolist()):
+                got[index] = [images[k] for images in group["images"]]
+    assert skipped == 1 and sorted(got) == sorted(expected) and len(got) == len(on_cpu) - 1
+    for index, want in expected.items():
+        for have, view in zip(got[index], want):
+            assert have.dtype == torch.uint8 and have.shape == view.shape
+            assert (have.int() - view.int()).abs().max() <= 1
+    pano = next(i for i, (path, _) in enumerate(on_cpu.folder.samples) if path.endswith("pano.JPEG"))
+    assert [tuple(view.shape[1:]) for view in got[pano]] == [(256, 1024), (384, 1536)]
+
+
 # -- epochs, ranks, resume -----------------------------------------------------------------------------------
 
 

@@ -163,13 +163,13 @@ class DaliViews:
             while self._pending and self._pending[0].inputs is None:
                 yield self._finish(self._pending.popleft(), None)
             try:
-                (views,) = self.pipe.outputs(**self._stream())
+                outputs = self.pipe.outputs(**self._stream())
             except StopIteration:
                 break
             except RuntimeError as error:  # DALI could not decode a file of the batch
                 yield self._recover(error)
                 continue
-            yield self._finish(self._pending.popleft(), views)
+            yield self._finish(self._pending.popleft(), outputs)
             self.pipe.schedule_run()
         self.pipe.reset()
         self._running = False
@@ -207,8 +207,9 @@ class DaliViews:
         self._pending.clear()
         self._running = False
 
-    def _finish(self, item: Pending, views) -> dict:
+    def _finish(self, item: Pending, outputs: tuple | None) -> dict:
         """The batch as the training step takes it: every readable sample's view, in the batch's order."""
+        views = outputs[0] if outputs is not None else None
         batch = item.batch
         size = len(batch.get("label", ()))
         if not size:
@@ -249,15 +250,15 @@ class DaliViews:
         """uint8 views decoded outside DALI, normalised as DALI normalises its own."""
         return self.normalizer(images.to(self.device), alpha).to(self.dtype)
 
-    def _to_torch(self, views) -> torch.Tensor:
-        """DALI's batch as an (n, 3, 224, 224) tensor on `device` (a view of an (n, 224, 224, 3) one when
-        channels_last), copied out of DALI's buffers (which it reuses) on the current stream."""
+    def _to_torch(self, views, dtype: torch.dtype | None = None, hwc: bool | None = None) -> torch.Tensor:
+        """DALI's batch as an (n, 3, H, W) tensor on `device` (a view of an (n, H, W, 3) one when channels_last),
+        copied out of DALI's buffers (which it reuses) on the current stream."""
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
         tensor = views.as_tensor()
-        out = torch.empty(tensor.shape(), dtype=self.dtype, device=self.device)
+        out = torch.empty(tensor.shape(), dtype=dtype or self.dtype, device=self.device)
         feed_ndarray(tensor, out, **self._stream())
-        return out.permute(0, 3, 1, 2) if self.channels_last else out
+        return out.permute(0, 3, 1, 2) if (self.channels_last if hwc is None else hwc) else out
 
 
 def uses_channels_last(module: torch.nn.Module | None) -> bool:
@@ -266,25 +267,33 @@ def uses_channels_last(module: torch.nn.Module | None) -> bool:
     return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
-def dali_views(loader: DataLoader, datamodule, trainer=None) -> DaliViews:
-    """`loader` through DALI as the datamodule's `dali` settings say, into what `trainer` trains with: DALI's
-    output on the trainer's GPU with `backend=mixed` (auto with a GPU), float16 under 16-bit precision, and
-    channels_last where the model is."""
-    settings = {"backend": "auto", "threads": 2, "prefetch": 2, **datamodule.dali}
+def dali_settings(settings: dict, trainer=None) -> dict:
+    """`data.dali`'s settings as DaliViews takes them: backend `auto` resolved (mixed where the trainer's batches
+    go to a GPU, else cpu), and the device DALI's output lands on."""
+    settings = {"backend": "auto", "threads": 2, "prefetch": 2, **settings}
     device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
     backend = settings["backend"]
     if backend == "auto":
         backend = "mixed" if device.type == "cuda" else "cpu"
     if backend == "mixed" and device.type != "cuda":
         raise ValueError(f"data.dali.backend=mixed decodes on a GPU, and this run's batches go to {device}: use cpu")
+    return {
+        "backend": backend,
+        "device": device if backend == "mixed" else torch.device("cpu"),
+        "threads": int(settings["threads"]),
+        "prefetch": int(settings["prefetch"]),
+    }
+
+
+def dali_views(loader: DataLoader, datamodule, trainer=None) -> DaliViews:
+    """`loader` through DALI as the datamodule's `dali` settings say, into what `trainer` trains with: DALI's
+    output on the trainer's GPU with `backend=mixed` (auto with a GPU), float16 under 16-bit precision, and
+    channels_last where the model is."""
     return DaliViews(
         loader,
         datamodule.normalizer,
         datamodule.bad_file,
-        backend,
-        device if backend == "mixed" else torch.device("cpu"),
-        threads=int(settings["threads"]),
-        prefetch=int(settings["prefetch"]),
+        **dali_settings(datamodule.dali, trainer),
         float16=trainer is not None and str(trainer.precision).startswith("16"),
         channels_last=uses_channels_last(trainer.lightning_module if trainer is not None else None),
     )

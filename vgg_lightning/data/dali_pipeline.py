@@ -65,6 +65,17 @@ def crop_windows(plans: np.ndarray, crop: int = CROP) -> dict[str, np.ndarray]:
     }
 
 
+def new_pipeline(backend: str, batch_size: int, threads: int, prefetch: int, device_id: int | None):
+    dali = require_dali()
+    return dali.Pipeline(
+        batch_size=batch_size,
+        num_threads=threads,
+        device_id=device_id if backend == "mixed" else None,
+        prefetch_queue_depth=prefetch,
+        exec_dynamic=True,  # outputs on the consumer's CUDA stream: no host wait for the GPU
+    )
+
+
 def view_pipeline(
     source: Callable[[], tuple],
     backend: str,
@@ -80,16 +91,9 @@ def view_pipeline(
     normalised views, (n, 224, 224, 3) when `channels_last` (a permute makes it a channels_last NCHW tensor
     without a copy), else (n, 3, 224, 224), in float16 or float32 (DALI has no bfloat16: under bf16 precision
     the first layer casts, as it would cast a float32 input)."""
-    dali = require_dali()
     from nvidia.dali import fn, types
 
-    pipe = dali.Pipeline(
-        batch_size=batch_size,
-        num_threads=threads,
-        device_id=device_id if backend == "mixed" else None,
-        prefetch_queue_depth=prefetch,
-        exec_dynamic=True,  # outputs on the consumer's CUDA stream: no host wait for the GPU
-    )
+    pipe = new_pipeline(backend, batch_size, threads, prefetch, device_id)
     dtypes = [types.UINT8, types.INT32, types.INT32, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT, types.FLOAT]
     with pipe:
         jpeg, anchor, shape, roi_start, roi_end, mirror, mean, std = fn.external_source(
@@ -104,6 +108,7 @@ def view_pipeline(
             normalized_anchor=False,
             normalized_shape=False,
             axis_names="HW",
+            adjust_orientation=False,  # the CPU path does not turn images by their EXIF tag: nor does DALI
             jpeg_fancy_upsampling=True,  # nvJPEG upsamples chroma as libjpeg-turbo (the CPU path) does
         )
         image = fn.resize(
@@ -132,3 +137,53 @@ def jpeg_complete(data: np.ndarray) -> bool:
     not, and DALI would decode its missing part as grey where the CPU path refuses the file."""
     tail = bytes(data[-64:]) if len(data) else b""
     return b"\xff\xd9" in tail
+
+
+def scale_boxes(sizes: np.ndarray, side: int, max_aspect: float | None) -> dict[str, np.ndarray]:
+    """Per image of `sizes` ((n, 2) heights and widths): what an evaluation view at Q = `side` keeps
+    (`transforms.bounded_box` of the image rescaled to Q) as a region of the original (`roi_start`, `roi_end`:
+    float (y, x)) and the view's size (`size`: (h, w))."""
+    from .transforms import bounded_box
+
+    height, width = sizes[:, 0].astype(np.int64), sizes[:, 1].astype(np.int64)
+    rescaled = np.stack(rescaled_sizes(height, width, np.full_like(height, side)), axis=1)
+    boxes = np.array([bounded_box(tuple(size), max_aspect) for size in rescaled.tolist()], np.float64).reshape(-1, 4)
+    step = sizes / rescaled  # original pixels per rescaled pixel
+    return {
+        "roi_start": (boxes[:, :2] * step).astype(np.float32),
+        "roi_end": ((boxes[:, :2] + boxes[:, 2:]) * step).astype(np.float32),
+        "size": boxes[:, 2:].astype(np.float32),
+    }
+
+
+def scaled_pipeline(
+    source: Callable[[], tuple], backend: str, batch_size: int, threads: int, prefetch: int, device_id, scales: int
+):
+    """The DALI pipeline of evaluation views: each image decoded whole once and rescaled (antialiased bilinear)
+    to every Q, uint8, (n, h, w, 3) per Q. `source()` gives the bytes and, per Q, `scale_boxes`'s three."""
+    from nvidia.dali import fn, types
+
+    pipe = new_pipeline(backend, batch_size, threads, prefetch, device_id)
+    with pipe:
+        jpeg, *boxes = fn.external_source(
+            source=source, num_outputs=1 + 3 * scales, batch=True, dtype=[types.UINT8] + [types.FLOAT] * 3 * scales
+        )
+        image = fn.decoders.image(
+            jpeg, device=backend, output_type=types.RGB, adjust_orientation=False, jpeg_fancy_upsampling=True
+        )
+        views = []
+        for q in range(scales):
+            roi_start, roi_end, size = boxes[3 * q : 3 * q + 3]
+            views.append(
+                fn.resize(
+                    image,
+                    size=size,
+                    roi_start=roi_start,
+                    roi_end=roi_end,
+                    roi_relative=False,
+                    antialias=True,
+                    interp_type=types.INTERP_LINEAR,
+                )
+            )
+        pipe.set_outputs(*views)
+    return pipe
