@@ -11,7 +11,8 @@ views) feeding DALI (`--threads` threads; nvJPEG on the GPU with mixed). Epochs 
 and each path counts its fastest, so that load from other processes on the machine is filtered out alike.
 
 From another script (benchmarks/gpu_check.py): `feed_rates(root, backend="mixed", workers=..., threads=...)`
-returns {"torch": img/s, "dali": img/s, "dali / torch": ratio, "settings": {...}}.
+returns {"torch": img/s, "dali": img/s, "dali / torch": ratio, "per CPU-second": {...}, "settings": {...}}; with
+--workers 0 the CPU-seconds are the whole loader's (the main thread's reading and DALI's threads).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def _loader(root: str, decode: str, scale, batch: int, workers: int) -> torch.ut
     )
 
 
-def _epoch_rate(batches, device: torch.device, normalise=None) -> float:
-    """Images/s of one epoch, each batch's views finished on `device` (a GPU is waited for at the end)."""
-    started, images = time.perf_counter(), 0
+def _epoch_rate(batches, device: torch.device, normalise=None) -> tuple[float, float]:
+    """Images per second and per CPU-second of this process (all its threads, DALI's too; not the loader's
+    worker processes) of one epoch, each batch's views finished on `device` (a GPU is waited for at the end)."""
+    started, cpu, images = time.perf_counter(), time.process_time(), 0
     for batch in batches:
         view = batch["image"].to(device, non_blocking=True)
         if normalise is not None:
@@ -57,7 +59,7 @@ def _epoch_rate(batches, device: torch.device, normalise=None) -> float:
         images += len(view)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return images / (time.perf_counter() - started)
+    return images / (time.perf_counter() - started), images / max(time.process_time() - cpu, 1e-9)
 
 
 def feed_rates(
@@ -82,12 +84,18 @@ def feed_rates(
         threads=threads,
         channels_last=True,
     )
-    best = {"torch": 0.0, "dali": 0.0}
+    best = {"torch": (0.0, 0.0), "dali": (0.0, 0.0)}
     for _ in range(repeats):
-        best["torch"] = max(best["torch"], _epoch_rate(current, device, normalizer))
-        best["dali"] = max(best["dali"], _epoch_rate(dali, device))
+        for name, rate in (("torch", _epoch_rate(current, device, normalizer)), ("dali", _epoch_rate(dali, device))):
+            best[name] = tuple(max(a, b) for a, b in zip(best[name], rate))
     settings = {"backend": backend, "batch": batch, "workers": workers, "dali_threads": threads, "scale": list(scale)}
-    return {**best, "dali / torch": best["dali"] / best["torch"], "settings": settings}
+    return {
+        "torch": best["torch"][0],
+        "dali": best["dali"][0],
+        "dali / torch": best["dali"][0] / best["torch"][0],
+        "per CPU-second": {name: rate[1] for name, rate in best.items()},  # workers=0: the whole loader's CPU
+        "settings": settings,
+    }
 
 
 def main() -> None:
@@ -107,9 +115,13 @@ def main() -> None:
         print(f"train/ of {root}" if args.data else describe(make_set(Path(tmp), args.images)))
         rates = feed_rates(root, args.backend, args.batch, args.workers, args.threads, args.repeats, args.scale)
     print(f"settings: {rates['settings']}, each path's best of {args.repeats} epochs\n")
-    print("| loader | img/s | / torch |\n|---|---|---|")
-    print(f"| data.loader=torch | {rates['torch']:.0f} | 1.00 |")
-    print(f"| data.loader=dali ({args.backend}) | {rates['dali']:.0f} | {rates['dali / torch']:.2f} |")
+    per_cpu = rates["per CPU-second"]
+    print("| loader | img/s | / torch | img per CPU-second of this process |\n|---|---|---|---|")
+    print(f"| data.loader=torch | {rates['torch']:.0f} | 1.00 | {per_cpu['torch']:.0f} |")
+    print(
+        f"| data.loader=dali ({args.backend}) | {rates['dali']:.0f} | {rates['dali / torch']:.2f} "
+        f"| {per_cpu['dali']:.0f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -317,3 +317,18 @@ def test_the_mixed_backend_gives_the_cpu_backends_views_on_the_gpu(odd_folder):
         assert have["image"].is_cuda and torch.equal(want["index"], have["index"])
         difference = (have["image"].cpu() - want["image"]).abs()
         assert difference.mean() < 1 and difference.max() <= 8  # nvJPEG's IDCT and GPU resampling round differently
+
+
+def test_the_feed_benchmark_times_both_paths(tmp_path):
+    """benchmarks/dali_feed.py's `feed_rates`, which benchmarks/gpu_check.py can call with backend=mixed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dali_feed", Path(__file__).parents[1] / "benchmarks" / "dali_feed.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    root = make_folder(tmp_path, {"a": 4, "b": 4}, splits=("train",), size=(300, 400))
+    rates = bench.feed_rates(root, backend="cpu", batch=4, repeats=1)
+    assert rates["torch"] > 0 and rates["dali"] > 0 and rates["dali / torch"] == rates["dali"] / rates["torch"]
+    assert set(rates["per CPU-second"]) == {"torch", "dali"} and rates["settings"]["backend"] == "cpu"

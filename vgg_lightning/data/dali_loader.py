@@ -197,13 +197,16 @@ class DaliViews:
         if not self._running:
             return
         self._batches, self._refeed = iter(()), deque()
-        while True:  # DALI's epoch ends at the next batch it asks for; its batches in flight are dropped
-            try:
-                self.pipe.outputs()
-            except StopIteration:
-                break
-            self.pipe.schedule_run()
-        self.pipe.reset()
+        try:
+            while True:  # DALI's epoch ends at the next batch it asks for; its batches in flight are dropped
+                try:
+                    self.pipe.outputs()
+                except StopIteration:
+                    break
+                self.pipe.schedule_run()
+            self.pipe.reset()
+        except RuntimeError:  # a pipeline left broken (the epoch stopped on an error): built anew
+            self.pipe = None
         self._pending.clear()
         self._running = False
 
