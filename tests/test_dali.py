@@ -308,15 +308,39 @@ def test_the_demo_trains_through_dali_in_the_current_loaders_error_band(demo_roo
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (DALI's mixed backend)")
 def test_the_mixed_backend_gives_the_cpu_backends_views_on_the_gpu(odd_folder):
+    """nvJPEG on the GPU against DALI's CPU backend: the training views, and the evaluation's at two Q."""
+    from vgg_lightning.data.dali_eval import DaliScaled
+    from vgg_lightning.evaluation.loader import ScaledImages, collate_by_shape, collate_encoded, shape_loader
+
+    gpu = torch.device("cuda", torch.cuda.current_device())
     dataset = folder(odd_folder, "device")
     on_cpu = [by_index(b) for b in dali_views(dataset)]
     views = dali_views(dataset)
-    views.backend, views.device = "mixed", torch.device("cuda", torch.cuda.current_device())
+    views.backend, views.device = "mixed", gpu
     on_gpu = [by_index(b) for b in views]
+    assert len(on_gpu) == len(on_cpu)
     for want, have in zip(on_cpu, on_gpu):
         assert have["image"].is_cuda and torch.equal(want["index"], have["index"])
         difference = (have["image"].cpu() - want["image"]).abs()
         assert difference.mean() < 1 and difference.max() <= 8  # nvJPEG's IDCT and GPU resampling round differently
+    scaled = ScaledImages(odd_folder, [256, 384], split="train", max_aspect=4, encoded=True)
+    evaluations = []
+    for backend, device in (("cpu", torch.device("cpu")), ("mixed", gpu)):
+        loader = shape_loader(scaled, 3, collate_fn=collate_encoded)
+        batches = DaliScaled(loader, scaled, collate_by_shape, backend=backend, device=device, threads=1)
+        evaluations.append(
+            {
+                int(i): [x[k].cpu() for x in g["images"]]
+                for b in batches
+                for g in b["groups"]
+                for k, i in enumerate(g["index"])
+            }
+        )
+    assert evaluations[0].keys() == evaluations[1].keys() and len(evaluations[0]) == len(dataset) - 1
+    for index, want in evaluations[0].items():
+        for have, view in zip(evaluations[1][index], want):
+            difference = (have.int() - view.int()).abs().float()
+            assert have.shape == view.shape and difference.mean() < 1 and difference.max() <= 8
 
 
 def test_the_feed_benchmark_times_both_paths(tmp_path):
