@@ -19,11 +19,10 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .dali_pipeline import crop_windows, jpeg_complete, view_pipeline
+from .dali_pipeline import crop_inputs, jpeg_complete, view_pipeline
 from .datasets import CorruptFiles
 from .decode import CorruptImageError
 from .transforms import BatchNormalizer, CropParams, decode_view
@@ -42,25 +41,6 @@ class Pending:
     inputs: tuple | None = None
     views: dict[int, torch.Tensor] = field(default_factory=dict)
     dropped: list[int] = field(default_factory=list)
-
-
-def crop_inputs(batch: dict, positions: list[int], normalizer: BatchNormalizer) -> tuple:
-    """DALI's per-sample inputs (`dali_pipeline.VIEW_INPUTS`) for the encoded samples at `positions`."""
-    plans = batch["plan"][positions].numpy()
-    windows = crop_windows(plans)
-    alpha = batch["pca_alpha"][positions] if "pca_alpha" in batch else None
-    mean = normalizer.offsets(alpha).reshape(-1, 3).expand(len(positions), 3).numpy()
-    std = normalizer.std.reshape(3).numpy()
-    return (
-        [batch["jpeg"][p].numpy() for p in positions],
-        list(windows["anchor"]),
-        list(windows["shape"]),
-        list(windows["roi_start"]),
-        list(windows["roi_end"]),
-        [np.array(flip, np.int32) for flip in plans[:, 5]],
-        list(np.ascontiguousarray(mean)),
-        [std] * len(positions),
-    )
 
 
 class DaliViews:

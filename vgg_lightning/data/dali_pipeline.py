@@ -14,10 +14,14 @@ Importing this module needs neither DALI nor a GPU: DALI is imported when a grap
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .settings import CROP, DALI_INSTALL
+
+if TYPE_CHECKING:
+    from .transforms import BatchNormalizer
 
 # the external source's per-sample inputs, in the order crop_inputs gives them
 VIEW_INPUTS = ("jpeg", "anchor", "shape", "roi_start", "roi_end", "mirror", "mean", "std")
@@ -63,6 +67,25 @@ def crop_windows(plans: np.ndarray, crop: int = CROP) -> dict[str, np.ndarray]:
         "roi_start": (start - anchor).astype(np.float32),
         "roi_end": (end - anchor).astype(np.float32),
     }
+
+
+def crop_inputs(batch: dict, positions: list[int], normalizer: BatchNormalizer) -> tuple:
+    """DALI's per-sample inputs (VIEW_INPUTS) for the encoded samples at `positions`."""
+    plans = batch["plan"][positions].numpy()
+    windows = crop_windows(plans)
+    alpha = batch["pca_alpha"][positions] if "pca_alpha" in batch else None
+    mean = normalizer.offsets(alpha).reshape(-1, 3).expand(len(positions), 3).numpy()
+    std = normalizer.std.reshape(3).numpy()
+    return (
+        [batch["jpeg"][p].numpy() for p in positions],
+        list(windows["anchor"]),
+        list(windows["shape"]),
+        list(windows["roi_start"]),
+        list(windows["roi_end"]),
+        [np.array(flip, np.int32) for flip in plans[:, 5]],
+        list(np.ascontiguousarray(mean)),
+        [std] * len(positions),
+    )
 
 
 def new_pipeline(backend: str, batch_size: int, threads: int, prefetch: int, device_id: int | None):
