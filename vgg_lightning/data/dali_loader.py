@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from .dali_pipeline import crop_inputs, jpeg_complete, view_pipeline
 from .datasets import CorruptFiles
 from .decode import CorruptImageError
+from .settings import DALI_DEFAULTS
 from .transforms import BatchNormalizer, CropParams, decode_view
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def uses_channels_last(module: torch.nn.Module | None) -> bool:
 def dali_settings(settings: dict, trainer=None) -> dict:
     """`data.dali`'s settings as DaliViews takes them: backend `auto` resolved (mixed where the trainer's batches
     go to a GPU, else cpu), and the device DALI's output lands on."""
-    settings = {"backend": "auto", "threads": 2, "prefetch": 2, **settings}
+    settings = {**DALI_DEFAULTS, **settings}
     device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
     backend = settings["backend"]
     if backend == "auto":

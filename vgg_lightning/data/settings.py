@@ -13,6 +13,7 @@ CROP = 224
 LOADERS = ("torch", "dali")  # data.loader: our DataLoader's workers decode (data.decode), or NVIDIA DALI does
 DALI_BACKENDS = ("auto", "cpu", "mixed")  # auto: mixed (nvJPEG, the GPU's JPEG engines) with a GPU, else cpu
 DALI_INSTALL = 'pip install "vgg-lightning[dali]"'
+DALI_DEFAULTS = {"backend": "auto", "threads": 4, "prefetch": 2}  # data.dali (conf/data/imagenet.yaml says the same)
 
 
 def parse_scale(scale) -> tuple[int, int]:
