@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imagenet_like import describe, make_set  # noqa: E402
 
+from vgg_lightning.data.dali_inputs import DaliCollate  # noqa: E402
 from vgg_lightning.data.dali_loader import DaliViews  # noqa: E402
 from vgg_lightning.data.datasets import CorruptFiles, ImageFolder, collate  # noqa: E402
 from vgg_lightning.data.sampling import EpochSampler  # noqa: E402
@@ -36,12 +37,13 @@ from vgg_lightning.data.transforms import BatchNormalizer  # noqa: E402
 
 
 def _loader(root: str, decode: str, scale, batch: int, workers: int) -> torch.utils.data.DataLoader:
+    """The datamodule's training loader: decode=cpu for data.loader=torch, device (and DALI's collate) for dali."""
     dataset = ImageFolder(root, "train", train=True, scale=tuple(scale), decode=decode)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch,
         sampler=EpochSampler(len(dataset), True, 0, batch_size=batch),
-        collate_fn=collate,
+        collate_fn=DaliCollate() if decode == "device" else collate,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),

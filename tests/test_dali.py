@@ -13,7 +13,8 @@ import torch
 from conftest import FAST, read_results, run_cli
 from test_data import encode, make_folder, textured
 
-from vgg_lightning.data import dali_pipeline
+from vgg_lightning.data import dali_inputs
+from vgg_lightning.data.dali_inputs import DaliCollate
 from vgg_lightning.data.dali_loader import DaliViews
 from vgg_lightning.data.datasets import CorruptFiles, ImageFolder, collate
 from vgg_lightning.data.decode import CorruptImageError
@@ -46,16 +47,18 @@ def folder(root: str, decode: str, train: bool = True) -> ImageFolder:
     return ImageFolder(root, "train", train=train, scale=SCALE, test_scale=256, seed=SEED, decode=decode)
 
 
-def torch_loader(dataset, rank=0, world_size=1, progress=None, batch_size=3) -> torch.utils.data.DataLoader:
+def torch_loader(dataset, rank=0, world_size=1, progress=None, batch_size=3, collate_fn=collate):
     """The loader the datamodule builds for training (num_workers=0)."""
     sampler = EpochSampler(len(dataset), True, SEED, rank, world_size, True, batch_size, progress)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=True
     )
 
 
 def dali_views(dataset, on_corrupt="skip", **loader) -> DaliViews:
-    return DaliViews(torch_loader(dataset, **loader), BatchNormalizer(), CorruptFiles(on_corrupt), threads=1)
+    """What the datamodule builds for data.loader=dali (num_workers=0, DALI's CPU backend, one thread)."""
+    loader = torch_loader(dataset, collate_fn=DaliCollate(on_corrupt=on_corrupt), **loader)
+    return DaliViews(loader, BatchNormalizer(), CorruptFiles(on_corrupt), threads=1)
 
 
 def by_index(batch: dict) -> dict:
@@ -78,7 +81,7 @@ def test_the_windows_are_the_crop_drawn_as_the_paper_says_in_the_original_pixels
         params = sample_crop(height, width, SCALE, rng)
         plans.append([height, width, params.scale, params.top, params.left, params.flip])
         drawn.append(params)
-    windows = dali_pipeline.crop_windows(np.array(plans))
+    windows = dali_inputs.crop_windows(np.array(plans))
     for row, params, anchor, shape, start, end in zip(plans, drawn, *windows.values()):
         height, width = row[:2]
         rescaled = rescaled_size(height, width, params.scale)  # S's rescale, as Resize(S) rounds it

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .dali_inputs import jpeg_complete, scale_boxes, unpack
 from .dali_loader import DaliViews, Pending, dali_settings
-from .dali_pipeline import jpeg_complete, scale_boxes, scaled_pipeline
+from .dali_pipeline import scaled_pipeline
 from .decode import read_bytes
 from .device_decode import device_decodable_size
 
@@ -57,17 +58,17 @@ class DaliScaled(DaliViews):
         )
 
     def _prepare(self, batch: dict) -> Pending:
-        encoded = batch["encoded"]
-        item = Pending(batch, to_dali=list(range(len(encoded))))
-        if encoded:
-            sizes = torch.stack([e["size"] for e in encoded]).numpy()
+        item, encoded = Pending(batch), batch["encoded"]
+        if encoded is not None:
+            item.to_dali = list(range(len(encoded["index"])))
+            sizes = encoded["size"].numpy()
             boxes = [scale_boxes(sizes, q, self.dataset.max_aspect) for q in self.dataset.scales]
             per_scale = [list(box[k]) for box in boxes for k in ("roi_start", "roi_end", "size")]
-            item.inputs = ([e["jpeg"].numpy() for e in encoded], *per_scale)
+            item.inputs = (unpack(encoded), *per_scale)
         return item
 
     def _decode_here(self, item: Pending, position: int) -> None:
-        view = self.dataset.decoded(item.batch["encoded"][position]["index"])  # None: skipped (on_corrupt=skip)
+        view = self.dataset.decoded(int(item.batch["encoded"]["index"][position]))  # None: skipped (on_corrupt=skip)
         item.views[position] = view
         if view is None:
             item.dropped.append(position)
@@ -79,8 +80,8 @@ class DaliScaled(DaliViews):
             groups.append(
                 {
                     "images": [self._to_torch(views, torch.uint8, hwc=True) for views in outputs],
-                    "label": torch.tensor([e["label"] for e in encoded]),
-                    "index": torch.tensor([e["index"] for e in encoded]),
+                    "label": encoded["label"],
+                    "index": encoded["index"],
                 }
             )
         here = self.group([item.views[p] for p in sorted(item.views)])

@@ -2,15 +2,14 @@
 
 The DataLoader is the one `data.loader=torch` uses (the same `EpochSampler`: seeded order, sharded by rank,
 resumed mid-epoch; the same `ImageFolder` items), with `decode=device`: its workers only read each file, parse
-its header and draw its view, and hand over the bytes and the view's plan (`device_decode.encoded_item`).
-`DaliViews` gives those to DALI (`dali_pipeline.view_pipeline`), which decodes and augments them on its own
-threads (`backend=cpu`) or on the GPU (`mixed`), `prefetch` batches ahead of the training step.
+its header and draw its view, and `dali_inputs.DaliCollate` makes DALI's inputs of them. `DaliViews` hands
+those to DALI (`dali_pipeline.view_pipeline`) through an external source; DALI decodes and augments them on its
+own threads (`backend=cpu`) or on the GPU (`mixed`), `prefetch` batches ahead of the training step.
 
-Files DALI is not given are decoded as on the CPU path: by the workers (CMYK, PNG named .JPEG: what
-`device_decode` keeps off the device), or here when a JPEG lacks its end marker (truncated: the CPU path
-refuses it, where DALI would fill the missing part with grey). A batch DALI fails on is decoded here sample by
-sample, so that the broken file is skipped and counted (or stops the run, `data.on_corrupt=error`) as on the
-CPU path; DALI's pipeline is then built anew.
+Files DALI is not given are decoded as on the CPU path by the workers (CMYK, PNG named .JPEG, truncated JPEGs)
+and join the batch already decoded; this process normalises them as DALI normalises its own. A batch DALI fails
+on is decoded here sample by sample, so that the broken file is skipped and counted (or stops the run,
+`data.on_corrupt=error`) as on the CPU path; DALI's pipeline is then built anew.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
-from .dali_pipeline import crop_inputs, jpeg_complete, view_pipeline
+from .dali_inputs import unpack
+from .dali_pipeline import VIEW_ARGS, view_pipeline
 from .datasets import CorruptFiles
 from .decode import CorruptImageError
 from .settings import DALI_DEFAULTS
@@ -114,14 +114,11 @@ class DaliViews:
                 return item.inputs
 
     def _prepare(self, batch: dict) -> Pending:
+        """A batch of `DaliCollate`'s: its files sliced out of their one tensor, its arguments split by sample."""
         item = Pending(batch)
-        for position, data in enumerate(batch.get("jpeg", ())):
-            if jpeg_complete(data.numpy()):
-                item.to_dali.append(position)
-            else:
-                self._decode_here(item, position)
-        if item.to_dali:
-            item.inputs = crop_inputs(batch, item.to_dali, self.normalizer)
+        if "dali" in batch:
+            item.to_dali = list(range(len(batch["offsets"]) - 1))
+            item.inputs = (unpack(batch), *(list(batch["dali"][name]) for name in VIEW_ARGS))
         return item
 
     def _decode_here(self, item: Pending, position: int) -> None:
@@ -130,7 +127,7 @@ class DaliViews:
         height, width, side, top, left, flip = batch["plan"][position].tolist()
         path = batch["jpeg_path"][position]
         try:
-            data = batch["jpeg"][position].numpy().tobytes()
+            data = unpack(batch)[position].tobytes()
             item.views[position] = decode_view(data, (height, width), CropParams(side, top, left, bool(flip)), path)
         except CorruptImageError as error:
             self.bad_file(path, error)

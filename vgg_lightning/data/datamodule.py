@@ -11,6 +11,7 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
+from .dali_inputs import DaliCollate
 from .dali_loader import DaliViews, dali_views
 from .datasets import CorruptFiles, ImageFolder, collate
 from .device_decode import decode_batch
@@ -163,7 +164,7 @@ class ImageNetDataModule(L.LightningDataModule):
             # of a resumed run; our samples draw nothing from it (their randomness is keyed by index).
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=DaliCollate(self.normalizer.normalize, self.on_corrupt) if self.loader == "dali" else collate,
             worker_init_fn=loader_worker_init,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

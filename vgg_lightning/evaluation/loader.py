@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.dali_eval import encoded_file
+from ..data.dali_inputs import pack
 from ..data.datamodule import loader_worker_init
 from ..data.datasets import ImageFolder, readable
 from ..data.transforms import bounded_box, rescaled_size
@@ -157,7 +158,12 @@ def collate_by_shape(items: list[dict | None]) -> dict:
 
 
 def collate_encoded(items: list[dict | None]) -> dict:
-    """`collate_by_shape` for data.loader=dali: the items left for DALI (`encoded`) apart, as a list."""
+    """`collate_by_shape` for data.loader=dali: the items left for DALI apart, as `encoded` (None if none): their
+    files packed into one tensor (`dali_inputs.pack`), their sizes, labels and indices."""
     encoded = [item for item in items if item is not None and "jpeg" in item]
     batch = collate_by_shape([item for item in items if item is None or "jpeg" not in item])
-    return {**batch, "encoded": encoded}
+    if not encoded:
+        return {**batch, "encoded": None}
+    files = pack([item["jpeg"] for item in encoded])
+    fields = {key: torch.stack([torch.as_tensor(item[key]) for item in encoded]) for key in ("size", "label", "index")}
+    return {**batch, "encoded": {**files, **fields}}
