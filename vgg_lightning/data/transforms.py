@@ -205,10 +205,15 @@ class BatchNormalizer(torch.nn.Module):
         # One new buffer and in-place arithmetic: on a CPU, fresh 20 MB temporaries (page faults) and mixed
         # uint8/float arithmetic cost more than the decoding of the batch.
         x = images.to(torch.float32, copy=True)
-        mean = self.mean.to(x.device)
-        if alpha is not None:
-            # eigvec @ (alpha * eigval): one RGB offset per image
-            shift = alpha.to(x.device, torch.float32) @ self.pca.to(x.device).T
-            mean = mean - shift.view(-1, 3, 1, 1)
-        x.sub_(mean)
+        x.sub_(self.offsets(alpha, x.device))
         return x if self.normalize == "paper" else x.div_(self.std.to(x.device))
+
+    def offsets(self, alpha: torch.Tensor | None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """What `forward` subtracts, (1 or N, 3, 1, 1): the mean RGB, less each image's colour shift when
+        `alpha` ((N, 3)) is given. `data.loader=dali` hands these to DALI, per image."""
+        mean = self.mean.to(device)
+        if alpha is None:
+            return mean
+        # eigvec @ (alpha * eigval): one RGB offset per image
+        shift = alpha.to(device, torch.float32) @ self.pca.to(device).T
+        return mean - shift.view(-1, 3, 1, 1)
