@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 
 from .. import paper
 
 CROP = 224
+LOADERS = ("torch", "dali")  # data.loader: our DataLoader's workers decode (data.decode), or NVIDIA DALI does
+DALI_BACKENDS = ("auto", "cpu", "mixed")  # auto: mixed (nvJPEG, the GPU's JPEG engines) with a GPU, else cpu
+DALI_INSTALL = 'pip install "vgg-lightning[dali]"'
+DALI_DEFAULTS = {"backend": "auto", "threads": 4, "prefetch": 2}  # data.dali (conf/data/imagenet.yaml says the same)
 
 
 def parse_scale(scale) -> tuple[int, int]:
@@ -52,3 +57,27 @@ def check_data_settings(data: Mapping) -> None:
             raise ValueError(f"data.{key}={data[key]!r}: expected {accepted}")
     if "scale" in data:
         parse_scale(data.get("scale_range") if str(data["scale"]).lower() == "jitter" else data["scale"])
+    check_loader_settings(data.get("loader", "torch"), data.get("dali") or {})
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package (nvidia) is not there either
+        return False
+
+
+def check_loader_settings(loader, dali: Mapping) -> None:
+    """data.loader and, for `dali`, data.dali's settings and DALI itself (looked up, not imported: no torch)."""
+    if loader not in LOADERS:
+        raise ValueError(f"data.loader={loader!r}: choose one of {', '.join(LOADERS)}")
+    rules = {
+        "backend": (lambda b: b in DALI_BACKENDS, f"one of {', '.join(DALI_BACKENDS)}"),
+        "threads": (lambda n: _is_int(n) and n >= 1, "a number of DALI threads >= 1"),
+        "prefetch": (lambda n: _is_int(n) and n >= 1, "a number of batches DALI prepares ahead, >= 1"),
+    }
+    for key, (ok, accepted) in rules.items():
+        if key in dali and not ok(dali[key]):
+            raise ValueError(f"data.dali.{key}={dali[key]!r}: expected {accepted}")
+    if loader == "dali" and not _installed("nvidia.dali"):
+        raise ValueError(f"data.loader=dali needs NVIDIA DALI, which is not installed: {DALI_INSTALL}")

@@ -233,6 +233,9 @@ class VGG(nn.Module):
         min_side = min_input_side(self.features, kernel)
         self.head = ConvHead(last_conv.out_channels, num_classes, hidden, kernel, dropout, min_side)
         init_weights(self, init, init_std)
+        # where the weights came from when they were not trained here (`from_caffe` sets it: the file, its
+        # sha256, what was folded), for a checkpoint made from the net to carry
+        self.source: dict | None = None
 
     def spec(self) -> dict:
         """What a checkpoint must match to be loaded into this net."""
