@@ -240,6 +240,8 @@ def _train_rows(train: dict, loader: dict, device: str):
     paths = {k.split("_")[0]: v for k, v in loader.items() if k.endswith("_images_per_s") and isinstance(v, float)}
     if paths:
         value = "; ".join(f"{path}: {rate:,.0f} img/s" for path, rate in paths.items())
+        if isinstance(side := loader.get("dali_feed"), dict):  # dali_feed.py, outside Lightning
+            value += f"; dali_feed.py: DALI {side['dali']:,.0f} vs ours {side['torch']:,.0f}"
         ratio = ", ".join(f"{path} {rate / synthetic:.2f}x" for path, rate in paths.items()) if synthetic else ""
         yield (f"| data pipeline | fed to the GPU, {loader.get('workers')} workers: {value} | {ratio}"
                f"{' the training rate (synthetic, ' + best + ')' if ratio else ''} |")  # fmt: skip

@@ -149,22 +149,24 @@ def step_train_vgg16(scratch: Path, dry: bool) -> None:
 
 
 def step_loader(scratch: Path, dry: bool) -> None:
-    """Images/s each data path delivers to the device, normalised, through Lightning's loop, no training."""
+    """Images/s each data path delivers to the device, normalised, through Lightning's loop, no training; then
+    dali_feed.py's side-by-side figures (DALI's mixed backend against our loader, and their CPU-seconds)."""
     import train_vgg16
 
     root, size = jpeg_set(scratch, dry), sizes(dry)["loader"]
     report("workers", size["workers"])
     for path in ("cpu", "device", "dali"):
-        options = {"decode": path} if path != "dali" else {"decode": "cpu", "loader": "dali"}
         if path == "dali" and not importable("nvidia.dali"):
             report("dali_images_per_s", "skipped: nvidia.dali is not installed")
             continue
-        try:
-            data = train_vgg16.datamodule(root, size["batch"], size["workers"], **options)
-        except TypeError as error:  # a tree without data.loader=dali
-            report(f"{path}_images_per_s", f"skipped: {error}")
-            continue
+        options = {"loader": "dali"} if path == "dali" else {"decode": path}
+        data = train_vgg16.datamodule(root, size["batch"], size["workers"], **options)
         report(f"{path}_images_per_s", train_vgg16.feed_rate(data, warmup=max(size["workers"], 1)))
+    if importable("nvidia.dali"):  # DALI against our loader side by side, outside Lightning (dali_feed.py's table)
+        import dali_feed
+
+        backend = "mixed" if not dry else "cpu"
+        report("dali_feed", dali_feed.feed_rates(root, backend, size["batch"], size["workers"], threads=4, repeats=1))
 
 
 def step_syncs(scratch: Path, dry: bool) -> None:

@@ -50,8 +50,8 @@ def timed(step, batches, steps: int, warmup: int, sync) -> float:
     return time.perf_counter() - start
 
 
-def datamodule(root: str, batch: int, workers: int, decode: str, **kwargs):
-    """The project's training data, as `data.decode=<decode>` loads it."""
+def datamodule(root: str, batch: int, workers: int, decode: str = "cpu", **kwargs):
+    """The project's training data, as `data.decode=<decode>` (and `data.loader=...` in kwargs) loads it."""
     from vgg_lightning.data import ImageNetDataModule
 
     return ImageNetDataModule(
