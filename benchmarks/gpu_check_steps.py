@@ -42,7 +42,7 @@ def sizes(dry: bool) -> dict:
     if dry:
         return {
             "jpegs": (16, 4 * 4),  # distinct files, files in the train set (hard links of those)
-            "train": ["--width", "0.0625", "--batch", "4", "--steps", "2", "--warmup", "1", "--workers", "0",
+            "train": ["--width", "0.0625", "--batch", "2", "--steps", "1", "--warmup", "0", "--workers", "0",
                       "--compile", "both", "--backend", "eager"],
             "loader": {"batch": 4, "workers": 0},
             "syncs": {"width": 0.0625, "batch": 2, "steps": 7, "interval": 3},
