@@ -118,18 +118,28 @@ def jpeg_set(scratch: Path, dry: bool) -> str:
     parts = 1 if dry else min(16, cores())
     if parts == 1:
         made = [make_set(root, distinct, seed=0, prefix="p0_")]
-    else:
+    else:  # spawned: the train step has started CUDA (and threads) by the time it asks for the files
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(parts) as pool:  # one seed per part: the same files every run
+        with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:  # a seed a part
             made = list(pool.map(_make_part, [(root, distinct // parts, seed) for seed in range(parts)]))
     make_set(root, max(8, distinct // 64), seed=99, split="val")
     files = sorted((root / "train").glob("*/*.JPEG"))
     for copy in range(1, -(-total // len(files))):
         for path in files[: total - copy * len(files)]:
-            os.link(path, path.with_name(f"c{copy}_{path.name}"))
+            _link(path, path.with_name(f"c{copy}_{path.name}"))
     done.write_text(str(sum(len(part) for part in made)))
     return str(root)
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        import shutil
+
+        shutil.copyfile(source, target)
 
 
 def _make_part(args) -> list:
