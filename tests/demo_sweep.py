@@ -11,7 +11,7 @@ from filelock import FileLock
 
 # what the sweep's jobs log at every step (FAST trains 2 batches: the throughput window and the logging
 # interval must be shorter than that for images/s and the step loss to reach W&B)
-LOG_EVERY_STEP = ["++callbacks.images_per_second.window=1", "trainer.log_every_n_steps=1"]
+LOG_EVERY_STEP = ["trainer.log_every_n_steps=1"]
 FAST_WANDB = [o for o in FAST if not o.startswith("logger=")] + ["logger=wandb", *LOG_EVERY_STEP]
 
 

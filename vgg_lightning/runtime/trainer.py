@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..tracking.runs import build_loggers, wandb_run_args
+from ..training import ddp
 from .job import choice, container, output_dir
 from .launch import cluster_plugins
 
@@ -42,4 +43,5 @@ def build_trainer(cfg: DictConfig, job: Mapping | None = None, **overrides) -> L
     ]
     loggers = build_loggers(cfg, lambda: _wandb_args(cfg, job))
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
+    ddp.register()  # trainer.strategy=ddp (or `auto` on several devices): DDP with VGG's buckets
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None, **overrides)
