@@ -164,7 +164,7 @@ def narrow(config: str = "A", seed: int = 0, classes: int = CLASSES):
 # job costs seconds of imports and training on a 2-core machine, so it runs once per pytest run
 # what the sweep's jobs log at every step (FAST trains 2 batches: the throughput window and the logging
 # interval must be shorter than that for images/s and the step loss to reach W&B)
-LOG_EVERY_STEP = ["++callbacks.images_per_second.window=1", "trainer.log_every_n_steps=1"]
+LOG_EVERY_STEP = ["trainer.log_every_n_steps=1"]
 FAST_WANDB = [o for o in FAST if not o.startswith("logger=")] + ["logger=wandb", *LOG_EVERY_STEP]
 
 

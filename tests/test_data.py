@@ -21,10 +21,24 @@ from PIL import Image
 from torchvision.transforms import RandomCrop
 
 from vgg_lightning import paper
-from vgg_lightning.data import CorruptImageError, ImageFolder, ImageNetDataModule
+from vgg_lightning.data import CorruptImageError, ImageFolder, ImageNetDataModule, region_decode
 from vgg_lightning.data.datasets import collate
-from vgg_lightning.data.decode import decode_reduced, decode_rgb, reduction_for
-from vgg_lightning.data.transforms import CROP, BatchNormalizer, parse_scale, random_crop, rescale, sample_crop
+from vgg_lightning.data.decode import decode_reduced, decode_rgb, image_size, reduction_for
+from vgg_lightning.data.region_decode import decode_window
+from vgg_lightning.data.transforms import (
+    CROP,
+    BatchNormalizer,
+    CropParams,
+    center_crop_params,
+    cut_view,
+    decode_view,
+    parse_scale,
+    random_crop,
+    rescale,
+    rescaled_size,
+    sample_crop,
+    source_window,
+)
 
 # -- the training scale S ------------------------------------------------------------------------------------
 
@@ -125,6 +139,75 @@ def test_dct_reduced_decode_stays_close_to_the_full_resize():
         ours = random_crop(data, (256, 256), np.random.default_rng(draw)).permute(1, 2, 0).numpy().astype(int)
         reference = torchvision_view(data, (256, 256), np.random.default_rng(draw)).astype(int)
         assert np.abs(ours - reference).mean() < 1.0  # one pixel off it would be about 5
+
+
+@pytest.fixture
+def window_decoding(monkeypatch):
+    """The window decoder (nvImageCodec, in `[dev]`), with a count of the windows it decoded."""
+    if not region_decode.available():
+        pytest.skip("window decoding needs nvImageCodec: pip install vgg-lightning[fastjpeg]")
+    decoded = []
+
+    def counted(data, window):
+        canvas = decode_window(data, window)
+        decoded.append(canvas is not None)
+        return canvas
+
+    monkeypatch.setattr(region_decode, "decode_window", counted)
+    return decoded
+
+
+def test_window_decoding_gives_the_whole_file_views(window_decoding, monkeypatch):
+    """Decoding only the window a view reads changes no pixel, for any subsampling, grayscale, progressive
+    files, S from 352 to 512 (windows under half the image) and the eval view; whatever lies outside the window
+    is never read."""
+    files = [
+        encode(textured(300, 400, seed=1), quality=90),  # 4:2:0
+        encode(textured(375, 500, seed=2), quality=95, subsampling=0),  # 4:4:4
+        encode(textured(333, 500, seed=3), quality=85, subsampling=1),  # 4:2:2
+        encode(textured(500, 333, seed=4), quality=90, progressive=True),
+        encode(textured(290, 310, seed=5), mode="L", quality=90),
+    ]
+    rng = np.random.default_rng(0)
+    for data in files:
+        size = image_size(data)
+        for params in [sample_crop(*size, (352, 512), rng) for _ in range(6)] + [center_crop_params(*size, 384)]:
+            windowed = decode_view(data, size, params)
+            monkeypatch.setattr(region_decode, "enabled", False)
+            assert torch.equal(windowed, decode_view(data, size, params))
+            monkeypatch.setattr(region_decode, "enabled", True)
+    assert window_decoding == [True, False] * 35  # every window decoded when enabled, none when not
+    # the window's canvas outside the window: 0 or 255, the view is the same
+    data, size = files[0], (300, 400)
+    params = CropParams(scale=384, top=70, left=90, flip=False)
+    window = source_window(1, size, rescaled_size(*size, 384), (70, 90, CROP, CROP))
+    assert window[0] > 0 and window[1] > 0  # a window that leaves some of the image out
+    views = []
+    for fill in (0, 255):
+        canvas = np.full_like(decode_window(data, window), fill)
+        top, left, bottom, right = window
+        canvas[top:bottom, left:right] = decode_rgb(data)[top:bottom, left:right]
+        views.append(cut_view(torch.from_numpy(canvas).permute(2, 0, 1), 1, size, params))
+    assert torch.equal(views[0], views[1])
+
+
+def test_window_decoding_leaves_damaged_and_other_files_to_the_whole_file_decode(window_decoding):
+    """A truncated JPEG is an error whatever its crop (its damage may lie below the window); CMYK, PNG content,
+    files reduced in the DCT domain and windows over half the image (an S=256 crop of 375x500) are decoded
+    whole, as before."""
+    whole = encode(textured(300, 400, seed=6), quality=90)
+    truncated = whole[: int(len(whole) * 0.8)]
+    params = CropParams(scale=512, top=0, left=0, flip=False)  # the window's rows lie above the damage
+    window = source_window(1, (300, 400), rescaled_size(300, 400, 512), (0, 0, CROP, CROP))
+    assert decode_window(truncated, window) is not None  # which nvImageCodec would decode
+    with pytest.raises(CorruptImageError, match="cut.JPEG"):
+        decode_view(truncated, (300, 400), params, path="cut.JPEG")
+    cmyk, png = encode(textured(280, 300, seed=5), mode="CMYK"), encode(textured(260, 290, seed=6), fmt="PNG")
+    large = encode(textured(560, 760, seed=3), quality=90)  # twice S=256: decoded at 1/2
+    typical = encode(textured(375, 500, seed=7), quality=90)  # its S=256 crop reads about 60 % of it
+    for data in (cmyk, png, large, typical):
+        assert decode_view(data, image_size(data), CropParams(256, 10, 20, True)).shape == (3, CROP, CROP)
+    assert window_decoding == []
 
 
 def test_eval_view_equals_torchvision_resize_and_center_crop():

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import read_results, run_cli
+from helpers import compose_cfg, read_results, run_cli
 
 from vgg_lightning.report.runs import training_curve
 
@@ -74,3 +74,37 @@ def test_two_process_ddp_equals_one_process(cli_env, tmp_path, demo_root):
     assert not (tmp_path / "outputs").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ddp", "single"]
     assert json.loads((ddp / "results.json").read_text())["task"] == "train"
+
+
+def test_ddp_is_built_with_buckets_for_the_head_gradient_views_and_a_static_graph_unless_accumulating(tmp_path):
+    """Every way of asking for DDP (trainer=ddp's `ddp`, `auto` on several devices) gets VGGDDPStrategy through
+    the app's trainer; DDP's static graph is dropped when the trainer accumulates micro-batches."""
+    import lightning as L
+
+    from vgg_lightning.app.trainer import build_trainer
+    from vgg_lightning.training.ddp import BUCKET_MB, VGGDDPStrategy
+    from vgg_lightning.training.module import VGGClassifier
+
+    run = [f"paths.output_dir={tmp_path}", "logger=csv", "trainer.accelerator=cpu", "trainer.devices=2"]
+    for strategy in ("ddp", "auto"):
+        trainer = build_trainer(compose_cfg(*run, f"trainer.strategy={strategy}"))
+        assert type(trainer.strategy) is VGGDDPStrategy, strategy
+    options = trainer.strategy._ddp_kwargs
+    assert options == {"bucket_cap_mb": BUCKET_MB, "gradient_as_bucket_view": True}
+    assert BUCKET_MB * 2**20 > 4096 * 4096 * 4 + 1000 * 4096 * 4  # fc7 + fc8 of VGG-16 (fp32) fit one bucket
+
+    built = {}
+
+    class Recorded(VGGDDPStrategy):  # records what DistributedDataParallel would get, builds nothing
+        def _setup_model(self, model):
+            built[self.lightning_module.trainer.accumulate_grad_batches] = dict(self._ddp_kwargs)
+            return model
+
+    for accumulate in (1, 2):
+        strategy = Recorded()
+        trainer = L.Trainer(strategy=strategy, accelerator="cpu", devices=1, accumulate_grad_batches=accumulate)
+        module = VGGClassifier({"config": "A", "width": 0.0625}, {}, num_classes=2)
+        module.trainer = trainer
+        strategy.connect(module)
+        strategy.configure_ddp()
+    assert built[1]["static_graph"] is True and built[2]["static_graph"] is False

@@ -96,7 +96,7 @@ LAYERS = {
     "tracking": {"paper"},
     "evaluation": BELOW_TRAINING,
     "training": BELOW_TRAINING | {"evaluation"},
-    "app": {"paper", "checkpoints", "speed", "tracking"},
+    "app": {"paper", "checkpoints", "speed", "tracking", "training"},  # the Trainer gets the recipe's DDP
     "report": {"paper", "models", "tracking"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
     "reproduce": {"paper", "app", "checkpoints"},

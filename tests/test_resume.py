@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +15,7 @@ import pytest
 import torch
 from helpers import FAST, run_cli, with_callbacks
 
-from vgg_lightning.checkpoints.write import AtomicCheckpointIO, PreemptibleCheckpoint
+from vgg_lightning.checkpoints.write import AtomicCheckpointIO, BackgroundCheckpointIO, PreemptibleCheckpoint
 from vgg_lightning.report.runs import training_curve
 
 # 32 demo images, batch 8: 4 steps an epoch (epoch 1 is steps 5-8); a checkpoint every 3 steps (3: in epoch 0,
@@ -202,13 +203,49 @@ class WorseningNet(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_last_ckpt_is_the_last_state_even_when_the_epoch_did_not_improve(tmp_path):
+class Gated(AtomicCheckpointIO):
+    """Writes when `gate` is set, and says on which thread."""
+
+    def __init__(self) -> None:
+        self.gate, self.threads = threading.Event(), []
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        self.gate.wait(timeout=60)
+        self.threads.append((Path(path).name, threading.current_thread() is threading.main_thread()))
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+
+def test_last_ckpt_is_the_last_state_even_when_the_epoch_did_not_improve_and_saves_go_behind_training(tmp_path):
     checkpoint = PreemptibleCheckpoint(dirpath=tmp_path, monitor="val/top1_error", mode="min", save_last=True)
     data = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=4)
+    io = Gated()
+    io.gate.set()
     trainer = L.Trainer(
-        max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+        max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False, enable_model_summary=False,
+        plugins=[BackgroundCheckpointIO(io)],
+    )  # fmt: skip
     trainer.fit(WorseningNet(), data, data)
-    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)  # on disk when fit returns
     assert (last["epoch"], last["global_step"]) == (2, 6)  # Lightning alone would leave epoch 0's state here
     assert Path(checkpoint.best_model_path).name.startswith("epoch=0")
+    trainer.save_checkpoint(tmp_path / "hpc_ckpt_1.ckpt")  # as Lightning's SLURM handler saves before a requeue
+    assert io.threads[-1] == ("hpc_ckpt_1.ckpt", True) and (tmp_path / "hpc_ckpt_1.ckpt").is_file()
+    assert io.threads[:-1] and not any(main for _, main in io.threads[:-1]), io.threads  # ModelCheckpoint's: behind
+
+
+def test_a_background_save_writes_the_state_it_was_given_in_the_order_asked(tmp_path):
+    inner = Gated()  # a slow disk: nothing is written until the gate opens
+    io = BackgroundCheckpointIO(inner)
+    older, last = tmp_path / "epoch=0.ckpt", tmp_path / "last.ckpt"
+    older.write_bytes(b"an older best")
+    weights = torch.zeros(3)
+    with io.in_background():
+        io.save_checkpoint({"w": weights}, last)  # returns with the write still to come
+    io.remove_checkpoint(older)  # takes its turn behind the save
+    weights.add_(1)  # training goes on
+    assert not last.exists() and older.exists()
+    inner.gate.set()
+    io.save_checkpoint({"step": 2}, tmp_path / "hpc_ckpt_1.ckpt")  # not behind: after the queue, on disk at return
+    assert [name for name, _ in inner.threads] == ["last.ckpt", "hpc_ckpt_1.ckpt"] and not older.exists()
+    assert torch.equal(torch.load(last, weights_only=True)["w"], torch.zeros(3))  # the state when it was saved
+    io.teardown()

@@ -136,3 +136,32 @@ def test_mfu_unknown_is_said_at_train_start_without_a_known_peak(caplog):
     with caplog.at_level(logging.INFO, logger="vgg_lightning.training.callbacks"):
         ImagesPerSecond().on_train_start(None, VGGClassifier({"config": "A", "width": 0.0625}, OPTIM, num_classes=2))
     assert "MFU unknown: no dense bf16 peak known for the CPU" in caplog.text
+
+
+def test_fc6_and_its_gradient_are_never_copied_in_a_channels_last_training_step():
+    """channels_last (GPUSpeedups) stores fc6's kernel as (out, h, w, c): flattening it in (c, h, w) order for the
+    matrix product would copy it (411 MB for VGG-16) at every forward, and its gradient again at every backward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    net = build_vgg("A", width=0.0625, num_classes=10, init="xavier")
+    GPUSpeedups(channels_last=True, compile=False).setup(None, Holder(net), "fit")
+    fc6 = net.head.fc6.weight
+    assert fc6.is_contiguous(memory_format=torch.channels_last)
+
+    class Copies(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket in (torch.ops.aten.clone, torch.ops.aten.copy_, torch.ops.aten._to_copy):
+                self.sizes.append(out.numel())
+            return out
+
+    x = torch.randn(2, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with Copies() as copies:
+        torch.nn.functional.cross_entropy(net(x), torch.tensor([0, 1])).backward()
+    size = fc6.numel()
+    assert size not in copies.sizes, (size, copies.sizes)
+    assert fc6.grad.stride() == fc6.stride()  # the gradient in the kernel's own layout: the optimiser copies nothing

@@ -43,6 +43,7 @@ CASES = {
     "model.config=Z": "unknown VGG config 'Z'",
     "data.batch_size=0": "data.batch_size=0: expected the global batch",
     "data.scale=100": "data.scale=100: S must be at least the crop size 224",
+    "data.loader=dalli": "data.loader='dalli': choose one of torch, dali",
     "eval.scales=[100]": "eval.scales=[100]: expected a list of ints Q >= 224",
     "optim.lr=-1": "optim.lr=-1: expected a learning rate >= 0",
     "paper=table3/D_jiter": "paper='table3/D_jiter': no row or finding of the paper",

@@ -7,6 +7,8 @@ release renames one, `check_internals` names it and `tests/test_package.py` fail
 - Lightning's ModelCheckpoint: when it defers saving until validation, whether it saves at train-epoch end,
   whether to skip a save, and its save of last.ckpt (see `checkpoints.write.PreemptibleCheckpoint`).
 - Lightning's RichProgressBar: its rich `Progress` and the test bar's task, to show images/s in its title.
+- Lightning's DDPStrategy: the keyword arguments it passes to DistributedDataParallel, to decide `static_graph`
+  when fit starts, once the trainer's gradient accumulation is known (`training.ddp.VGGDDPStrategy`).
 - Lightning's checkpoint connector: on SLURM, `trainer.test(model)` without a ckpt_path loads the run dir's
   newest `hpc_ckpt_N.ckpt` into the model tested (`_parse_ckpt_path`); no public argument says "none".
 """
@@ -27,6 +29,7 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.RichProgressBar", "progress"),
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
     ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
+    ("lightning.pytorch.strategies.DDPStrategy", "_ddp_kwargs"),
 )
 
 
@@ -56,6 +59,12 @@ def save_last_checkpoint(callback, trainer, resave_step: bool = False) -> None:
 def last_saved_step(callback) -> int:
     """The global step of the callback's latest save."""
     return callback._last_global_step_saved
+
+
+def ddp_options(strategy) -> dict:
+    """The DDPStrategy's keyword arguments for DistributedDataParallel (the dict itself: changes take effect at
+    its `configure_ddp`)."""
+    return strategy._ddp_kwargs
 
 
 def set_test_bar_title(bar, title: str) -> None:

@@ -1,7 +1,8 @@
 """The OmegaConf resolvers the configs use, decided on the machine and in the job that runs:
 `${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
 `${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from), `${paper_test_scales:<row>}` (the Q
-of a row of Tables 4-6, from paper.py), `${paper_transfer:<data set>,scales|aggregate}` (Table 11's descriptor), `${workers:8}` (loader processes: min(8, cores - 1)),
+of a row of Tables 4-6, from paper.py), `${paper_transfer:<data set>,scales|aggregate}` (Table 11's descriptor),
+`${workers:<devices>[,most]}` (loader processes: this machine's share of cores per training process, less one),
 `${slurm_cpus_per_task:}`, `${slurm_gpus_per_node:}` (hydra/launcher=slurm's resources). Imports stay inside the
 functions so that composing a config does not import Lightning."""
 
@@ -52,12 +53,35 @@ def _slurm_gpus_per_node(accelerator, devices) -> int | None:
     return slurm_gpus_per_node(accelerator, devices)
 
 
-def _workers(most: int | str = 8) -> int:
-    """Loader processes for this machine: one core left to the main process, at most `most`."""
+def _workers(devices=1, most=None) -> int:
+    """Loader processes for each training process: the cores this process may use, shared among the training
+    processes of this machine (one per device, trainer.devices), less one for the training process itself; at
+    most `most`. A process that srun (SLURM) or a launcher pinned to cores of its own shares them with no one."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(int(most), cores - 1))
+    if os.environ.get("SLURM_STEP_ID") is not None and os.environ.get("SLURM_CPUS_PER_TASK"):
+        sharing = 1  # srun gave this task its own cpus_per_task cores: the affinity above
+    elif os.environ.get("LOCAL_WORLD_SIZE"):
+        sharing = int(os.environ["LOCAL_WORLD_SIZE"])  # torchrun's processes on this machine
+    else:
+        sharing = _device_count(devices)
+    workers = max(0, cores // max(sharing, 1) - 1)
+    return workers if most is None else min(workers, int(most))
+
+
+def _device_count(devices) -> int:
+    """How many devices Lightning's `devices` names: 4, [0, 1], "0,1", or -1 / "auto" (every GPU; 1 without)."""
+    if not isinstance(devices, str) and hasattr(devices, "__len__"):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    if text.isdigit():
+        return max(int(text), 1)
+    import torch
+
+    return max(torch.cuda.device_count(), 1)
 
 
 def register_resolvers() -> None:

@@ -11,11 +11,13 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
+from .dali_inputs import DaliCollate
+from .dali_loader import DaliViews, dali_views
 from .datasets import CorruptFiles, ImageFolder, collate
 from .device_decode import decode_batch
 from .layout import SPLITS, checked_layout
+from .options import check_data_settings, default_test_scale, parse_scale
 from .sampling import EpochSampler
-from .scales import check_data_settings, default_test_scale, parse_scale
 from .transforms import CROP, BatchNormalizer
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class ImageNetDataModule(L.LightningDataModule):
     `scale` is S: an int, 'jitter' (S ~ U[scale_range] per image) or [S_min, S_max]. `test_scale` is Q for
     validation, by default S for a fixed S and the middle of the range for jitter (the paper's 384).
     `decode` is where the JPEGs of training and validation views are decoded: `cpu` in the loader's workers, or
-    `device` on the device the batch goes to (nvjpeg on a GPU; see `device_decode`).
+    `device` on the device the batch goes to (nvjpeg on a GPU; see `device_decode`). `loader=dali` hands them
+    to NVIDIA DALI instead (`dali_loader`; `dali` holds its `backend`, `threads` and `prefetch`).
     """
 
     def __init__(
@@ -75,6 +78,8 @@ class ImageNetDataModule(L.LightningDataModule):
         normalize: str = "paper",
         on_corrupt: str = "skip",
         decode: str = "cpu",
+        loader: str = "torch",
+        dali: dict | None = None,
         num_classes: int | None = None,
         seed: int = 0,
         pin_memory: bool = True,
@@ -90,7 +95,9 @@ class ImageNetDataModule(L.LightningDataModule):
         self.max_device_batch = max_device_batch
         self.on_corrupt, self.expected_classes, self.pin_memory = on_corrupt, num_classes, pin_memory
         self.demo = dict(demo) if demo else None
-        self.decode = decode
+        self.loader, self.dali = loader, dict(dali or {})
+        check_data_settings({"loader": loader, "dali": self.dali})
+        self.decode = "device" if loader == "dali" else decode  # DALI decodes what the workers would hand the device
         self.bad_file = CorruptFiles(on_corrupt)  # for the files that fail on the device
         self.normalizer = BatchNormalizer(normalize)
         self._classes: list[str] | None = None
@@ -136,7 +143,7 @@ class ImageNetDataModule(L.LightningDataModule):
         loop = self.trainer.fit_loop
         return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool) -> DataLoader | DaliViews:
         rank, world_size = self._world()
         batch_size = self.per_device_batch()
         sampler = EpochSampler(
@@ -149,7 +156,7 @@ class ImageNetDataModule(L.LightningDataModule):
             batch_size=batch_size,
             progress=self._train_progress if shuffle and self.trainer is not None else None,
         )
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -157,12 +164,13 @@ class ImageNetDataModule(L.LightningDataModule):
             # of a resumed run; our samples draw nothing from it (their randomness is keyed by index).
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=DaliCollate(self.normalizer.normalize, self.on_corrupt) if self.loader == "dali" else collate,
             worker_init_fn=loader_worker_init,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle,
         )
+        return dali_views(loader, self, self.trainer) if self.loader == "dali" else loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
@@ -172,14 +180,14 @@ class ImageNetDataModule(L.LightningDataModule):
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """With `decode=device`: decode the batch's JPEGs where the batch is going."""
-        if "jpeg" in batch:
+        if "jpeg" in batch and self.loader != "dali":
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
             batch = decode_batch(batch, device, self.bad_file)
         return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Float conversion, colour shift and mean subtraction on the batch, on the device it landed on."""
-        if "image" in batch:
+        if "image" in batch and self.loader != "dali":  # DALI's batches come normalised
             self.normalizer.to(batch["image"].device)  # once: later calls find it there
             batch["image"] = self.normalizer(batch["image"], batch.get("pca_alpha"))
         return batch

@@ -19,9 +19,9 @@ import torch
 
 from .. import paper
 from ..compat import upsample_bilinear_aa
-from .decode import decode_reduced, image_size
-from .scales import CROP
-from .scales import parse_scale as parse_scale  # still importable from here, its first home
+from .decode import decode_reduced, decode_window, image_size, reduction_for
+from .options import CROP
+from .options import parse_scale as parse_scale  # still importable from here, its first home
 
 NORMALIZATIONS = ("paper", "torchvision")
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
@@ -51,30 +51,52 @@ def sample_crop(height: int, width: int, scale: tuple[int, int], rng: np.random.
     return CropParams(side, top, left, bool(rng.integers(0, 2)))
 
 
+def _steps(reduction: int, original: tuple[int, int], rescaled: tuple[int, int]) -> tuple[float, float]:
+    """Decoded pixels per output pixel, down and across (the DCT reduction maps k original pixels onto one)."""
+    step_y, step_x = (size / reduction / out for size, out in zip(original, rescaled))
+    return step_y, step_x
+
+
+def source_window(
+    reduction: int, original: tuple[int, int], rescaled: tuple[int, int], box: tuple[int, ...]
+) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels of the image decoded at 1/`reduction` that `resized_region`
+    reads to produce `box`: the antialiased filter reads up to max(step, 1) pixels either side of a sample (one
+    more for rounding), clipped to the decoded image."""
+    top, left, height, width = box
+    step_y, step_x = _steps(reduction, original, rescaled)
+    decoded = [-(-size // reduction) for size in original]
+    first = [max(0, math.floor(step * start - max(step, 1.0)) - 1) for step, start in ((step_y, top), (step_x, left))]
+    last = [
+        min(extent, math.ceil(step * end + max(step, 1.0)) + 1)
+        for step, end, extent in ((step_y, top + height, decoded[0]), (step_x, left + width, decoded[1]))
+    ]
+    return first[0], first[1], last[0], last[1]
+
+
 def resized_region(
     image: torch.Tensor, reduction: int, original: tuple[int, int], rescaled: tuple[int, int], box: tuple[int, ...]
 ) -> torch.Tensor:
     """The region `box` = (top, left, height, width) of the image of size `original` after an antialiased
     bilinear rescale of the whole of it to `rescaled`, as a (3, height, width) uint8 tensor on the image's
-    device. `image` is that image as a (3, H, W) uint8 tensor decoded at 1/`reduction` of its size (the DCT
-    reduction maps k original pixels onto one).
+    device. `image` is that image as a (3, H, W) uint8 tensor decoded at 1/`reduction` of its size; only its
+    `source_window` is read (the rest may be undefined: `decode.decode_window`).
 
     Pixel for pixel this is the full rescale followed by the crop: the resampling op is given the full
     rescale's scale factors and an output just large enough to reach the region's far corner, and fed only
-    the rows and columns that the filter reads there. torch's uint8 CPU kernel (the one behind torchvision's
+    the rows and columns up to the window's far corner. torch's uint8 CPU kernel (the one behind torchvision's
     tensor `Resize`) is vectorised, and rounds as PIL does to within one level; on a GPU, whose kernel takes
     floats only, the same op runs in float and is rounded back.
     """
     top, left, height, width = box
-    step_y, step_x = (size / reduction / out for size, out in zip(original, rescaled))  # decoded px per output px
-    bottom, right = top + height, left + width
-    # the filter reads up to max(step, 1) pixels either side of a sample
-    rows = min(image.shape[1], math.ceil(step_y * bottom + max(step_y, 1.0)) + 1)
-    cols = min(image.shape[2], math.ceil(step_x * right + max(step_x, 1.0)) + 1)
-    source = image[:, :rows, :cols].unsqueeze(0)
+    step_y, step_x = _steps(reduction, original, rescaled)
+    _, _, rows, cols = source_window(reduction, original, rescaled, box)
+    source = image[:, : min(rows, image.shape[1]), : min(cols, image.shape[2])].unsqueeze(0)
     on_cpu = source.device.type == "cpu"
     # The public F.interpolate takes an output size or scale factors, and we need both.
-    out = upsample_bilinear_aa(source if on_cpu else source.float(), [bottom, right], 1.0 / step_y, 1.0 / step_x)
+    out = upsample_bilinear_aa(
+        source if on_cpu else source.float(), [top + height, left + width], 1.0 / step_y, 1.0 / step_x
+    )
     out = out[0, :, top:, left:]
     return out if on_cpu else out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -92,8 +114,12 @@ def cut_view(image: torch.Tensor, reduction: int, original: tuple[int, int], par
 
 
 def decode_view(data: bytes, size: tuple[int, int], params: CropParams, path: str = "<bytes>") -> torch.Tensor:
-    """The view `params` describe of an encoded image of `size`, decoded on the CPU (DCT-reduced where it can)."""
-    image, reduction = decode_reduced(data, min_side=params.scale, path=path)
+    """The view `params` describe of an encoded image of `size`, decoded on the CPU: DCT-reduced where it can,
+    else only the window the view reads where a backend for that is installed (`decode.decode_window`)."""
+    reduction = reduction_for(*size, params.scale)
+    box = (params.top, params.left, CROP, CROP)
+    window = source_window(reduction, size, rescaled_size(*size, params.scale), box)
+    image, reduction = decode_window(data, window, min_side=params.scale, path=path)
     return cut_view(hwc_tensor(image), reduction, size, params)
 
 
@@ -179,10 +205,15 @@ class BatchNormalizer(torch.nn.Module):
         # One new buffer and in-place arithmetic: on a CPU, fresh 20 MB temporaries (page faults) and mixed
         # uint8/float arithmetic cost more than the decoding of the batch.
         x = images.to(torch.float32, copy=True)
-        mean = self.mean.to(x.device)
-        if alpha is not None:
-            # eigvec @ (alpha * eigval): one RGB offset per image
-            shift = alpha.to(x.device, torch.float32) @ self.pca.to(x.device).T
-            mean = mean - shift.view(-1, 3, 1, 1)
-        x.sub_(mean)
+        x.sub_(self.offsets(alpha, x.device))
         return x if self.normalize == "paper" else x.div_(self.std.to(x.device))
+
+    def offsets(self, alpha: torch.Tensor | None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """What `forward` subtracts, (1 or N, 3, 1, 1): the mean RGB, less each image's colour shift when
+        `alpha` ((N, 3)) is given. `data.loader=dali` hands these to DALI, per image."""
+        mean = self.mean.to(device)
+        if alpha is None:
+            return mean
+        # eigvec @ (alpha * eigval): one RGB offset per image
+        shift = alpha.to(device, torch.float32) @ self.pca.to(device).T
+        return mean - shift.view(-1, 3, 1, 1)

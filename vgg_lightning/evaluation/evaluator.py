@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric, SumMetric
 
 from ..compat import set_test_bar_title, skip_checkpoint_on_test
+from ..data.dali_eval import dali_scaled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from ..speed import switched_on
-from .loader import ScaledImages, shape_loader
+from .loader import ScaledImages, collate_by_shape, collate_encoded, shape_loader
 from .metrics import error_metrics
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
 
@@ -46,13 +47,17 @@ class Evaluator(L.LightningModule):
         samples: Sequence[tuple[str, int]] | None = None,
         max_pixels: int | None = None,
         max_aspect: float | None = None,
+        dali: dict | None = None,
     ) -> None:
         super().__init__()
+        self.dali = dali  # data.dali's settings when data.loader=dali: DALI decodes and rescales (data/dali_eval.py)
         self.protocol = check_protocol(protocol)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.nets = nn.ModuleList(net.to(memory_format=self.memory_format) for net in nets)
         self.normalizer = BatchNormalizer(normalize)
-        self.dataset = ScaledImages(root, scales, split, on_corrupt, samples=samples, max_aspect=max_aspect)
+        self.dataset = ScaledImages(
+            root, scales, split, on_corrupt, samples=samples, max_aspect=max_aspect, encoded=dali is not None
+        )
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.batch_size, self.crop_batch, self.num_workers = int(batch_size), int(crop_batch), int(num_workers)
         self.metrics = error_metrics(nets[0].num_classes)
@@ -63,9 +68,14 @@ class Evaluator(L.LightningModule):
         self.errors: dict = {}
 
     def loader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
-        return shape_loader(
-            self.dataset, self.batch_size, self.num_workers, rank, world_size, max_pixels=self.max_pixels
-        )
+        collate = collate_encoded if self.dali is not None else collate_by_shape
+        loader = shape_loader(
+            self.dataset, self.batch_size, self.num_workers, rank, world_size, max_pixels=self.max_pixels,
+            collate_fn=collate,
+        )  # fmt: skip
+        if self.dali is None:
+            return loader
+        return dali_scaled(loader, self.dataset, self.dali, self.trainer, group=collate_by_shape)
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.trainer.global_rank, self.trainer.world_size)
@@ -152,6 +162,7 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         channels_last=switched_on(channels_last),
         max_pixels=eval_cfg.get("max_pixels"),
         max_aspect=eval_cfg.get("max_aspect"),
+        dali=datamodule.dali if datamodule.loader == "dali" else None,
     )
     skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
     trainer.test(evaluator, verbose=False)

@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.dali_eval import encoded_file
+from ..data.dali_inputs import pack
 from ..data.datamodule import loader_worker_init
 from ..data.datasets import ImageFolder, readable
 from ..data.transforms import bounded_box, rescaled_size
@@ -34,8 +36,10 @@ class ScaledImages(Dataset):
         on_corrupt: str = "skip",
         samples: Sequence[tuple[str, int]] | None = None,
         max_aspect: float | None = None,
+        encoded: bool = False,
     ) -> None:
         self.scales, self.max_aspect = [int(q) for q in scales], max_aspect
+        self.encoded = encoded  # data.loader=dali: the JPEGs DALI decodes come back undecoded (data/dali_eval.py)
         self.aspect_cropped = 0  # images longer than max_aspect:1, of which the centred part is tested
         # a list of Q: each file is read and decoded once for all its views; `samples`: (path, target) pairs
         # of another layout instead of root/split/<class>/
@@ -54,6 +58,12 @@ class ScaledImages(Dataset):
         return len(self.folder)
 
     def __getitem__(self, index: int) -> dict | None:
+        if self.encoded and (encoded := encoded_file(*self.folder.samples[index])) is not None:
+            return {**encoded, "index": index}
+        return self.decoded(index)
+
+    def decoded(self, index: int) -> dict | None:
+        """The item decoded here (by the loader's worker), whatever `encoded` says."""
         item = self.folder[index]
         return None if item is None else {"images": item["images"], "label": item["label"], "index": index}
 
@@ -122,14 +132,16 @@ def shape_loader(
     world_size: int = 1,
     indices: Sequence[int] | None = None,
     max_pixels: int | None = None,
+    collate_fn=None,
 ) -> DataLoader:
-    """This rank's share of `dataset` in batches of equal shapes (and at most `max_pixels` pixels a view)."""
+    """This rank's share of `dataset` in batches of equal shapes (and at most `max_pixels` pixels a view);
+    `collate_fn` by default `collate_by_shape`."""
     sampler = ShapeBatchSampler(dataset.shape_keys(), batch_size, rank, world_size, indices, max_pixels)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_by_shape,
+        collate_fn=collate_fn or collate_by_shape,
         worker_init_fn=loader_worker_init,
         pin_memory=torch.cuda.is_available(),
     )
@@ -143,3 +155,15 @@ def collate_by_shape(items: list[dict | None]) -> dict:
         groups[tuple(image.shape for image in item["images"])].append(item)
     collated = [torch.utils.data.default_collate(group) for group in groups.values()]
     return {"groups": collated, "skipped": skipped}
+
+
+def collate_encoded(items: list[dict | None]) -> dict:
+    """`collate_by_shape` for data.loader=dali: the items left for DALI apart, as `encoded` (None if none): their
+    files packed into one tensor (`dali_inputs.pack`), their sizes, labels and indices."""
+    encoded = [item for item in items if item is not None and "jpeg" in item]
+    batch = collate_by_shape([item for item in items if item is None or "jpeg" not in item])
+    if not encoded:
+        return {**batch, "encoded": None}
+    files = pack([item["jpeg"] for item in encoded])
+    fields = {key: torch.stack([torch.as_tensor(item[key]) for item in encoded]) for key in ("size", "label", "index")}
+    return {**batch, "encoded": {**files, **fields}}

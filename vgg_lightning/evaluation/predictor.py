@@ -19,7 +19,7 @@ from ..checkpoints.files import CheckpointError
 from ..checkpoints.nets import net_from_checkpoint
 from ..checkpoints.read import checkpoint_classes, read_vgg_checkpoint
 from ..data.classes import IMAGENET_CLASSES, class_names
-from ..data.scales import default_test_scale
+from ..data.options import default_test_scale
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
 from .loader import ScaledImages

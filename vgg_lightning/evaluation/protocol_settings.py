@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..data.scales import CROP
+from ..data.options import CROP
 from ..rules import check_rules, is_int, is_number
 
 EVAL_SPLITS = ("val",)  # what task=eval reads: a val-only root (prepare --splits val) is enough

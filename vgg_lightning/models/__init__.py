@@ -1,10 +1,12 @@
-"""The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, and torchvision interop."""
+"""The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, torchvision interop, and the authors'
+released Caffe nets."""
 
 from .choices import canonical_config, check_model_settings
 from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, FAST_NETS, TABLE_1
 
 __all__ = [
     "ALL_CONFIGS",
+    "CaffeModelError",
     "CONFIGS",
     "FAST_CONFIGS",
     "FAST_NETS",
@@ -14,9 +16,12 @@ __all__ = [
     "canonical_config",
     "count_parameters",
     "flops_per_image",
+    "from_caffe",
     "check_model_settings",
     "from_settings",
     "from_torchvision",
+    "read_caffemodel",
+    "read_prototxt",
     "settings_spec",
     "to_torchvision",
     "torchvision_weights_path",
@@ -27,6 +32,7 @@ __all__ = [
 # on first use, and the app's settings checks stay torch-free.
 _IN_VGG = ("VGG", "build_vgg", "count_parameters", "flops_per_image", "from_settings", "settings_spec")
 _IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_weights_path")
+_IN_CAFFE = ("CaffeModelError", "read_caffemodel", "read_prototxt")  # numpy and protobuf only
 
 
 def __getattr__(name: str):
@@ -38,4 +44,12 @@ def __getattr__(name: str):
         from . import interop
 
         return getattr(interop, name)
+    if name in _IN_CAFFE:
+        from . import caffe
+
+        return getattr(caffe, name)
+    if name == "from_caffe":
+        from . import caffe_vgg
+
+        return caffe_vgg.from_caffe
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -185,9 +185,9 @@ class ConvHead(nn.Module):
         return x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
-        for conv, hidden in self._layers():
-            x = F.linear(x, conv.weight.flatten(1), conv.bias)
+        x, fc6 = _flat_alike(x, self.fc6.weight)
+        for weight, (conv, hidden) in zip((fc6, None, None), self._layers()):
+            x = F.linear(x, conv.weight.flatten(1) if weight is None else weight, conv.bias)
             if hidden:
                 x = self.dropout(F.relu(x, inplace=True))
         return x
@@ -196,6 +196,16 @@ class ConvHead(nn.Module):
         if tuple(x.shape[-2:]) == (self.kernel, self.kernel):
             return self.logits(x)
         return self.score_map(x).mean(dim=(2, 3))
+
+
+def _flat_alike(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fc6's input map and its kernel as the (N, K) and (out, K) matrices of one matrix product, both flattened
+    in the order the kernel is stored: (c, h, w), or (h, w, c) for a channels_last kernel (GPUSpeedups). The
+    kernel (411 MB in fp32 for VGG-16) then flattens as a view, never copied, and neither is its gradient; the
+    products are the same, summed in another order. A map stored otherwise than the kernel (small) is copied."""
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return x.permute(0, 2, 3, 1).flatten(1), weight.permute(0, 2, 3, 1).flatten(1)
+    return x.flatten(1), weight.flatten(1)
 
 
 class VGG(nn.Module):
@@ -223,6 +233,9 @@ class VGG(nn.Module):
         min_side = min_input_side(self.features, kernel)
         self.head = ConvHead(last_conv.out_channels, num_classes, hidden, kernel, dropout, min_side)
         init_weights(self, init, init_std)
+        # where the weights came from when they were not trained here (`from_caffe` sets it: the file, its
+        # sha256, what was folded), for a checkpoint made from the net to carry
+        self.source: dict | None = None
 
     def spec(self) -> dict:
         """What a checkpoint must match to be loaded into this net."""

@@ -12,7 +12,7 @@ from types import ModuleType
 
 from omegaconf import DictConfig
 
-from ..data.scales import check_data_settings
+from ..data.options import check_data_settings
 from ..models.choices import check_model_settings
 from ..paper import figures
 from . import eval as evaluate

@@ -104,24 +104,30 @@ def wandb_run_args(config: Mapping, settings: Mapping, run_dir: Path, sweep: tup
     }
 
 
-def build_loggers(
-    loggers_cfg, config: Mapping, settings: Mapping, run_dir: Path, sweep: tuple[str, int] | None = None
-) -> list:
-    """conf/logger/* instantiated. A W&B logger gets this job's run arguments (`wandb_run_args` of the other
-    arguments) where its config leaves them null; tags given there (`+logger.wandb.tags=[mine]`) are added
-    to ours."""
-    from hydra.utils import get_class, instantiate
+def is_wandb(node) -> bool:
+    """Whether a conf/logger entry is a W&B logger (ours, Lightning's, or one of one's own built on it)."""
+    from hydra.utils import get_class
     from lightning.pytorch.loggers import WandbLogger
+
+    return node is not None and issubclass(get_class(node._target_), WandbLogger)
+
+
+def build_loggers(loggers_cfg, wandb_args: Mapping | None = None) -> list:
+    """conf/logger/* instantiated. A W&B logger gets this job's run arguments (`wandb_args`, see
+    `wandb_run_args`) where its config leaves them null; tags given there (`+logger.wandb.tags=[mine]`) are
+    added to ours."""
+    from hydra.utils import instantiate
 
     loggers = []
     for node in (loggers_cfg or {}).values():
         if node is None:
             continue
         extra = {}
-        if issubclass(get_class(node._target_), WandbLogger):
-            ours = wandb_run_args(config, settings, run_dir, sweep)
-            extra = {k: v for k, v in ours.items() if k != "tags" and node.get(k) is None}
-            extra["tags"] = [*ours["tags"], *(node.get("tags") or [])]
+        if is_wandb(node):
+            if wandb_args is None:
+                raise ValueError("a W&B logger needs this job's run arguments (name, tags, id): pass wandb_args")
+            extra = {k: v for k, v in wandb_args.items() if k != "tags" and node.get(k) is None}
+            extra["tags"] = [*wandb_args["tags"], *(node.get("tags") or [])]
         # through a partial: instantiate's own first parameter is called `config`, as is wandb.init's
         loggers.append(instantiate(node, _partial_=True)(**extra))
     return loggers

@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 class ImagesPerSecond(L.Callback):
     """Training throughput over all processes, on the progress bar and in the logs (`train/images_per_s`),
     the model FLOP utilisation on GPUs whose peak we know (`train/mfu`, 3x forward FLOPs against the dense
-    bf16 peak), and the epoch's wall time (`train/epoch_time_s`)."""
+    bf16 peak), and the epoch's wall time (`train/epoch_time_s`). Measured over the steps between two writes of
+    the loggers (trainer.log_every_n_steps) and logged at those steps only: each number logged is a tensor made
+    on the device, which between them would make the host wait."""
 
-    def __init__(self, window: int = 10) -> None:
-        self.window = window
+    def __init__(self) -> None:
+        self._logged_at = -1  # the global step of the last figures logged
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = self._window_start = time.perf_counter()
@@ -34,25 +36,31 @@ class ImagesPerSecond(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += len(batch.get("label", ())) * trainer.world_size
-        if (batch_idx + 1) % self.window == 0:
-            now = time.perf_counter()
-            rate = self._images / max(now - self._window_start, 1e-9)
-            pl_module.log("train/images_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
-            peak = peak_flops(pl_module.device)
-            if peak:
-                mfu = rate * train_flops_per_image(pl_module.net) / (peak * trainer.world_size)
-                pl_module.log("train/mfu", mfu, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
-            self._window_start, self._images = now, 0
+        step = trainer.global_step
+        if step % max(trainer.log_every_n_steps, 1) or step == self._logged_at:  # as Lightning's loggers write
+            return
+        now = time.perf_counter()
+        rate = self._images / max(now - self._window_start, 1e-9)
+        pl_module.log("train/images_per_s", rate, on_step=True, on_epoch=False, rank_zero_only=True)
+        peak = peak_flops(pl_module.device)
+        if peak:
+            mfu = rate * train_flops_per_image(pl_module.net) / (peak * trainer.world_size)
+            pl_module.log("train/mfu", mfu, on_step=True, on_epoch=False, rank_zero_only=True)
+        self._window_start, self._images, self._logged_at = now, 0, step
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pl_module.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, rank_zero_only=True)
 
 
 class ProgressBar(RichProgressBar):
-    """Lightning's rich progress bar, reading the logged values (`train/loss`, ...) at the steps the
-    loggers write (every `trainer.log_every_n_steps`) instead of at every step: each read of a value on the GPU is a
-    host-device sync (Lightning turns them into Python numbers for the bar), which empties the launch queue
-    and starves the GPU. Between reads the bar shows the last values read; the step count moves every step."""
+    """Lightning's rich progress bar, reading the logged values at the steps the loggers write (every
+    `trainer.log_every_n_steps`) instead of at every step: each read of a value on the GPU is a host-device sync
+    (Lightning turns them into Python numbers for the bar), which empties the launch queue and starves the GPU.
+    The training step's values (`STEP_VALUES`) are logged without `prog_bar` for that reason (Lightning would
+    read them after every step); this bar shows them from the trainer's callback metrics when it reads. Between
+    reads the bar shows the last values read; the step count moves every step."""
+
+    STEP_VALUES = ("train/loss_step", "train/images_per_s", "train/mfu")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -63,7 +71,9 @@ class ProgressBar(RichProgressBar):
         step = trainer.global_step
         due = self._read_at is None or (step % trainer.log_every_n_steps == 0 and step != self._read_at)
         if due or not trainer.training:  # validation and epoch ends: read now (once)
-            self._shown, self._read_at = super().get_metrics(trainer, pl_module), step
+            values = trainer.callback_metrics
+            steps = {name: values[name].item() for name in self.STEP_VALUES if name in values}
+            self._shown, self._read_at = {**super().get_metrics(trainer, pl_module), **steps}, step
         return self._shown
 
 

@@ -76,6 +76,7 @@ class VGGClassifier(L.LightningModule):
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric(nan_strategy="disable")  # see _log_skipped
+        self._epoch_lrs: list[float] | None = None  # see on_train_epoch_end
 
     def _epoch_sums(self) -> dict:
         """The training epoch's running sums (each rank's own until torchmetrics syncs them at epoch end)."""
@@ -98,32 +99,46 @@ class VGGClassifier(L.LightningModule):
         return self.net(x)
 
     def _step(self, batch: dict, stage: str, metrics: torch.nn.ModuleDict) -> torch.Tensor:
+        """Between the steps the loggers write, nothing here waits for the device (benchmarks/sync_count.py
+        audits it): the metrics only `update` their sums (torchmetrics computes them when they are logged), and
+        no tensor is made from a Python number (each would be a host-to-device copy on a GPU, a sync)."""
         images, labels = batch["image"], batch["label"]
         logits = self.net(images)
-        loss = F.cross_entropy(logits, labels)
         size = labels.shape[0]
-        training = stage == "train"
-        if training:
-            # train/loss_step is rank 0's own (an all-reduce per step only to print it would slow every step; the
-            # progress bar reads it only every trainer.log_every_n_steps, callbacks.ProgressBar); train/loss_epoch
-            # the mean over every rank's images (torchmetrics syncs once, at epoch end)
-            self.train_loss(loss.detach(), size)
-            self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
-            # the lr this epoch trains with, in the epoch's row (max: one value, exact, however many steps)
-            groups = self.optimizers().param_groups
-            self.log(
-                "lr", groups[0]["lr"], prog_bar=True, on_step=False, on_epoch=True, reduce_fx="max", batch_size=size
-            )
-            if len(groups) > 1 and groups[1]["lr"] != groups[0]["lr"]:  # optim.head_lr
-                self.log("head_lr", groups[1]["lr"], on_step=False, on_epoch=True, reduce_fx="max", batch_size=size)
+        if stage == "train":
+            losses = F.cross_entropy(logits, labels, reduction="none")
+            loss = losses.mean()
+            # train/loss_step is rank 0's own (an all-reduce per step only to print it would slow every step);
+            # train/loss_epoch the mean over every rank's images (torchmetrics syncs once, at epoch end). The
+            # per-image losses weigh each batch by its size without a batch size made into a device tensor.
+            self.train_loss.update(losses.detach())
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=size)
+            self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
+            self._note_lr()
         else:
+            loss = F.cross_entropy(logits, labels)
             self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
         for name, metric in metrics.items():
-            metric(logits.detach(), labels)
+            metric.update(logits.detach(), labels)
             # torchmetrics syncs its counts over the ranks at epoch end: every rank sees the same error, so
             # every rank's plateau schedule cuts the lr at the same epoch.
-            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=not training, batch_size=size)
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
+
+    def _note_lr(self) -> None:
+        """The lrs this epoch trains with, as Python numbers, logged at the epoch's end (see on_train_epoch_end)."""
+        if self._epoch_lrs is None:
+            self._epoch_lrs = [group["lr"] for group in self.optimizers().param_groups]
+
+    def on_train_epoch_end(self) -> None:
+        """`lr` (and `head_lr` when optim.head_lr differs) in the epoch's row: the lrs the epoch trained with, read
+        at its first step (by now the plateau schedule may have cut them for the next epoch), logged once an epoch
+        rather than at every step, where each number logged would be a tensor made on the device."""
+        lrs, self._epoch_lrs = self._epoch_lrs, None
+        if lrs:
+            self.log("lr", lrs[0], prog_bar=True)
+            if len(lrs) > 1 and lrs[1] != lrs[0]:  # optim.head_lr
+                self.log("head_lr", lrs[1])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self._log_skipped(batch)
@@ -135,7 +150,7 @@ class VGGClassifier(L.LightningModule):
         """`train/skipped_images`: the undecodable images the loader left out this epoch, over all ranks (a
         torchmetrics sum: synced once at epoch end, not at every step)."""
         if "skipped" in batch:  # batches of our collate; a loader of one's own need not count
-            self.skipped_images(batch["skipped"])
+            self.skipped_images.update(batch["skipped"])
             self.log("train/skipped_images", self.skipped_images, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

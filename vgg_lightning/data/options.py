@@ -1,15 +1,21 @@
-"""The data settings a run may ask for (batch sizes, loader processes, scales S and Q) and their check."""
+"""The data options a run may ask for (batch sizes, loader processes, the scales S and Q, which loader decodes)
+and their check."""
 
 # torch-free, as everything it imports: the app refuses a mistyped value before it pays for importing torch
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 
 from .. import paper
 from ..rules import check_rules, is_int
 
 CROP = 224
+LOADERS = ("torch", "dali")  # data.loader: our DataLoader's workers decode (data.decode), or NVIDIA DALI does
+DALI_BACKENDS = ("auto", "cpu", "mixed")  # auto: mixed (nvJPEG, the GPU's JPEG engines) with a GPU, else cpu
+DALI_INSTALL = 'pip install "vgg-lightning[dali]"'
+DALI_DEFAULTS = {"backend": "auto", "threads": 4, "prefetch": 2}  # data.dali (conf/data/imagenet.yaml says the same)
 
 
 def parse_scale(scale) -> tuple[int, int]:
@@ -47,3 +53,25 @@ def check_data_settings(data: Mapping) -> None:
     check_rules("data", data, rules)
     if "scale" in data:
         parse_scale(data.get("scale_range") if str(data["scale"]).lower() == "jitter" else data["scale"])
+    check_loader_settings(data.get("loader", "torch"), data.get("dali") or {})
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package (nvidia) is not there either
+        return False
+
+
+def check_loader_settings(loader, dali: Mapping) -> None:
+    """data.loader and, for `dali`, data.dali's settings and DALI itself (looked up, not imported: no torch)."""
+    if loader not in LOADERS:
+        raise ValueError(f"data.loader={loader!r}: choose one of {', '.join(LOADERS)}")
+    rules = {
+        "backend": (lambda b: b in DALI_BACKENDS, f"one of {', '.join(DALI_BACKENDS)}"),
+        "threads": (lambda n: is_int(n) and n >= 1, "a number of DALI threads >= 1"),
+        "prefetch": (lambda n: is_int(n) and n >= 1, "a number of batches DALI prepares ahead, >= 1"),
+    }
+    check_rules("data.dali", dali, rules)
+    if loader == "dali" and not _installed("nvidia.dali"):
+        raise ValueError(f"data.loader=dali needs NVIDIA DALI, which is not installed: {DALI_INSTALL}")
