@@ -39,6 +39,7 @@ def default_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def switched_on(setting) -> bool:
-    """`auto` means: on where it helps, which is on a GPU."""
+def on_here(setting) -> bool:
+    """Whether a speed switch (true, false or `auto`) is on on this machine: `auto` is on where it helps, which
+    is on a GPU."""
     return torch.cuda.is_available() if str(setting).lower() == "auto" else bool(setting)

@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.trainer import build_trainer
     from ..compat import skip_checkpoint_on_test
     from ..evaluation.descriptors import FEATURES, SHARDS, FeatureExtractor, Shards, write_features
-    from ..speed import switched_on
+    from ..speed import on_here
 
     started = time.time()
     settings = cfg.features
@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> dict | None:
         shard_size=settings.shard_size,
         num_workers=cfg.data.num_workers,
         on_corrupt=cfg.data.on_corrupt,
-        channels_last=switched_on(cfg.model.channels_last),
+        channels_last=on_here(cfg.model.channels_last),
     )
     if todo:
         skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir

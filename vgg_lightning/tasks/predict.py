@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.trainer import build_trainer
     from ..evaluation.evaluator import Evaluator
     from ..evaluation.predictor import PREDICTIONS, prediction_rows, print_table, write_predictions
-    from ..speed import switched_on
+    from ..speed import on_here
 
     files = input_files(cfg.inputs)
     predictor, train_scale, sources = predictor_for(cfg)
@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> dict | None:
         crop_batch=predictor.crop_batch,
         num_workers=cfg.data.num_workers,
         on_corrupt=cfg.data.on_corrupt,
-        channels_last=switched_on(cfg.model.channels_last),
+        channels_last=on_here(cfg.model.channels_last),
         samples=[(path, -1) for path in files],
     )
     outputs = trainer.predict(evaluator)

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from ..speed import peak_flops, switched_on, train_flops_per_image
+from ..speed import on_here, peak_flops, train_flops_per_image
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class GPUSpeedups(L.Callback):
         self.backend = "inductor"
         if isinstance(compile, str) and compile.lower() not in ("auto", "true", "false"):
             self.backend, compile = compile, True
-        self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
+        self.channels_last, self.compile = on_here(channels_last), on_here(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         net = getattr(pl_module, "net", None)
