@@ -130,3 +130,50 @@ def test_the_checker_finds_a_stale_name(tmp_path):
         "vgg_lightning.app.job.container",
         "checkpoints.read.nowhere",
     ]
+
+
+# -- the pages: linked from the README, their links landing, the module map whole -----------------------------
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text, fence = [], False
+    for line in page.read_text().splitlines():
+        fence = fence != line.startswith("```")
+        if not fence and line.startswith("#"):
+            text.append(slug(line.lstrip("#")))
+    return set(text)
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_link_lands():
+    readme = (REPO / "README.md").read_text()
+    pages = sorted((REPO / "docs").glob("*.md"))
+    assert len(pages) >= 8 and all(f"(docs/{page.name}" in readme for page in pages), "a docs/ page is not linked"
+    for doc in DOCS:
+        for target in LINK.findall(doc.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            file, _, anchor = target.partition("#")
+            landing = (doc.parent / file).resolve() if file else doc
+            assert landing.is_file(), f"{named_in(doc)} links to {target}, which is not there"
+            assert not anchor or anchor in anchors(landing), f"{named_in(doc)} links to {target}: no such heading"
+
+
+def test_the_readme_is_read_in_a_minute_and_dated_timings_live_in_benchmarks():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 220
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        assert not re.search(r"20\d\d-\d\d-\d\d", doc.read_text()), f"{named_in(doc)} dates a measurement"
+
+
+def test_the_module_map_lists_every_module_once():
+    page = (REPO / "docs" / "layout.md").read_text()
+    listed = re.findall(r"^(vgg_lightning/\S+\.py)\s", page, re.M)
+    modules = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py"))
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    assert sorted(listed) == modules

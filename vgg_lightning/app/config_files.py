@@ -5,7 +5,7 @@ The experiment and sweep files live at the repository's top level, where a reade
 inside conf/; Hydra reads a config group only from a folder of that name, so each of their files is stored in
 Hydra's ConfigStore under its group (`experiment=table3/D_jitter`, `+sweep=depth`), with the package its
 `# @package` header names. A user's own experiments join the same groups through `--config-dir` or
-`hydra.searchpath` (README: your own experiments)."""
+`hydra.searchpath` (docs/layout.md: your own experiments)."""
 
 from __future__ import annotations
 

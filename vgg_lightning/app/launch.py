@@ -61,7 +61,7 @@ def check_multirun(cfg: DictConfig) -> None:
     if several and external_launcher() is None and "spawn" not in str(cfg.trainer.get("strategy")):
         raise SystemExit(
             f"a multirun (-m) with trainer.devices={devices} cannot let Lightning start the processes. Use "
-            "torchrun --nproc_per_node=N -m vgg_lightning -m ..., or hydra/launcher=slurm (see README: Scale out)"
+            "torchrun --nproc_per_node=N -m vgg_lightning -m ..., or hydra/launcher=slurm (see docs/scale-out.md)"
         )
 
 

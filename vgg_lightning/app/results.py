@@ -1,4 +1,4 @@
-"""results.json: what a train, eval or transfer job found, in the keys other tools read (see the README)."""
+"""results.json: what a train, eval or transfer job found, in the keys other tools read (docs/cli.md)."""
 
 from __future__ import annotations
 
