@@ -8,7 +8,7 @@ functions so that composing a config does not import Lightning."""
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def _wandb_mode() -> str:
@@ -29,16 +29,17 @@ def _warm_start(experiment: str, out: str) -> str | None:
     return warm_start_checkpoint(experiment, out)
 
 
-def _paper_test_scales(row: str) -> list[int]:
+def _paper_test_scales(row: str) -> ListConfig:
     from ..paper import test_scales
 
-    return test_scales(row)
+    return ListConfig(test_scales(row))  # a config node, not a list: OmegaConf.resolve (--cfg --resolve) keeps it
 
 
 def _paper_transfer(dataset: str, key: str):
     from ..paper import transfer_setting
 
-    return transfer_setting(dataset, key)
+    value = transfer_setting(dataset, key)
+    return ListConfig(value) if isinstance(value, list) else value
 
 
 def _slurm_cpus_per_task(num_workers) -> int:
