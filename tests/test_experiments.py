@@ -154,8 +154,8 @@ def test_the_derived_settings_resolve_in_place_as_hydra_prints_them():
     """`--cfg job --resolve` resolves the config in place: the Q and descriptor settings derived from paper.py
     must come back as config nodes, not bare lists."""
     table4 = compose_cfg("experiment=table4/D_S384")
-    OmegaConf.resolve(table4)
+    OmegaConf.resolve(table4.eval)  # (the run dir's ${hydra:...} resolves inside a job only)
     assert list(table4.eval.scales) == [352, 384, 416]
     voc = compose_cfg("experiment=transfer/voc2012")
-    OmegaConf.resolve(voc)
+    OmegaConf.resolve(voc.features)
     assert list(voc.features.scales) == [256, 384, 512, 640, 768] and voc.features.aggregate == "average"
