@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vgg_lightning.models import build_vgg  # noqa: E402
-from vgg_lightning.runtime.speed import peak_flops, train_flops_per_image  # noqa: E402
+from vgg_lightning.speed import peak_flops, train_flops_per_image  # noqa: E402
 
 
 def make_step(net, optimizer, autocast):

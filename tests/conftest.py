@@ -1,26 +1,18 @@
-"""Shared fixtures: generated image folders, and the real CLI in a subprocess."""
+"""The fixtures: generated image folders, one demo training shared by the tests that read a trained run, the
+CLI's environment, the real single-node SLURM of the SLURM tests; and the xdist grouping hook. Helpers are
+helpers.py's."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from helpers import FAST, run_cli, shared_dir
 from slurm_cluster import slurm  # noqa: F401  (the real single-node SLURM of the SLURM tests)
 
 from vgg_lightning.data.demo import make_demo_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir(tmp_path_factory) -> Path:
-    """One folder for the whole pytest run, whichever xdist worker asks (each worker's basetemp is its child)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
@@ -50,34 +42,6 @@ def cli_env(tmp_path) -> dict:
     env.update(WANDB_MODE="offline", VGG_LIGHTNING_CACHE=str(tmp_path / "cache"), PYTHONWARNINGS="ignore")
     env.pop("WANDB_API_KEY", None)
     return env
-
-
-# Overrides that make a CLI training run take seconds: a tiny net, a few steps, no worker processes.
-FAST = [
-    "model.width=0.0625",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=2",
-    "logger=csv",
-]
-
-
-def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = "vgg_lightning", **popen):
-    """`python -m vgg_lightning ARGS` as a user types it."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **popen
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
-        )
-    return result
-
-
-def read_results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
 
 
 def pytest_collection_modifyitems(config, items):

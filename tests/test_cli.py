@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
-from hydra import compose, initialize_config_dir
+from helpers import FAST, compose_cfg, read_results, run_cli
 
 from vgg_lightning.models import CONFIGS
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-from vgg_lightning.runtime.resolvers import register_resolvers
-
-register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
-
-
-def compose_cfg(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=False)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -134,3 +124,31 @@ def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root,
     ]
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "cores, devices, env, most, expected",
+    [(16, 1, {}, None, 15), (16, 4, {}, None, 3), (96, 8, {}, None, 11), (16, "0,1", {}, None, 7),
+     (16, [0, 1, 2, 3], {}, None, 3), (16, 1, {}, 2, 2), (1, 1, {}, None, 0),
+     (12, 4, {"SLURM_STEP_ID": "0", "SLURM_CPUS_PER_TASK": "12"}, None, 11),  # srun: the task's own cores
+     (96, 1, {"LOCAL_WORLD_SIZE": "8"}, None, 11)],  # torchrun's 8 processes on this machine
+)  # fmt: skip
+def test_default_workers_are_this_machines_share_of_cores_per_training_process(
+    monkeypatch, cores, devices, env, most, expected
+):
+    from vgg_lightning.app.resolvers import _workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    for name in ("SLURM_STEP_ID", "SLURM_CPUS_PER_TASK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _workers(devices, most) == expected
+
+
+def test_the_configs_take_the_workers_rule_with_the_trainers_devices(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("SLURM_STEP_ID", raising=False)
+    assert compose_cfg("trainer=ddp").data.num_workers == 3  # 4 GPUs
+    assert compose_cfg("data=demo").data.num_workers == 2  # at most 2 for the demo

@@ -10,16 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
-from test_data import encode, make_folder, textured
+from helpers import FAST, encode, make_folder, read_results, run_cli, textured
 
 from vgg_lightning.data import dali_inputs
 from vgg_lightning.data.dali_inputs import DaliCollate
 from vgg_lightning.data.dali_loader import DaliViews
 from vgg_lightning.data.datasets import CorruptFiles, ImageFolder, collate
 from vgg_lightning.data.decode import CorruptImageError
+from vgg_lightning.data.options import check_data_settings
 from vgg_lightning.data.sampling import EpochSampler
-from vgg_lightning.data.settings import check_data_settings
 from vgg_lightning.data.transforms import CROP, BatchNormalizer, rescaled_size, sample_crop
 
 pytest.importorskip("nvidia.dali", reason="data.loader=dali needs NVIDIA DALI (the [dali] extra)")

@@ -1,5 +1,5 @@
-"""The data pipeline on generated files: layout checks, the paper's augmentation against torchvision's,
-real-world files (grayscale, CMYK, PNG named .JPEG, truncated), the check command, the batch step, and a
+"""The data pipeline on generated files: the paper's augmentation against torchvision's, real-world files
+(grayscale, CMYK, PNG named .JPEG, truncated), decoding on the device, the check command, the batch step, and a
 CLI training run on an ImageFolder set with scale jittering."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import FAST, read_results, run_cli
+from helpers import FAST, encode, make_folder, read_results, run_cli, textured
 from PIL import Image
 from torchvision.transforms import RandomCrop
 
 from vgg_lightning import paper
-from vgg_lightning.data import CorruptImageError, DataLayoutError, ImageFolder, ImageNetDataModule, region_decode
+from vgg_lightning.data import CorruptImageError, ImageFolder, ImageNetDataModule, region_decode
 from vgg_lightning.data.datasets import collate
 from vgg_lightning.data.decode import decode_reduced, decode_rgb, image_size, reduction_for
 from vgg_lightning.data.region_decode import decode_window
@@ -39,92 +39,6 @@ from vgg_lightning.data.transforms import (
     sample_crop,
     source_window,
 )
-
-
-def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Detail at several scales, so that a crop half a pixel off, or a blurrier resample, shows."""
-    rng = np.random.default_rng(seed)
-    pixels = np.zeros((height, width, 3), np.float32) + 128
-    for cells in (4, 16, 64):
-        field = rng.integers(0, 256, (cells * height // width + 1, cells, 3), dtype=np.uint8)
-        pixels += (np.asarray(Image.fromarray(field).resize((width, height), Image.BICUBIC), np.float32) - 128) / 3
-    return np.clip(pixels, 0, 255).astype(np.uint8)
-
-
-def encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str | None = None, **kw) -> bytes:
-    image = Image.fromarray(pixels)
-    buffer = io.BytesIO()
-    (image.convert(mode) if mode else image).save(buffer, fmt, **kw)
-    return buffer.getvalue()
-
-
-def make_folder(root, classes: dict[str, int], splits=("train", "val"), size=(40, 48)) -> str:
-    """root/<split>/<class>/<i>.JPEG with `classes[name]` images each (0: an empty class folder)."""
-    for split in splits:
-        for name, count in classes.items():
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                (folder / f"{i}.JPEG").write_bytes(encode(textured(*size, seed=i)))
-    return str(root)
-
-
-# -- layout --------------------------------------------------------------------------------------------------
-
-
-def test_missing_split_is_named(tmp_path):
-    root = make_folder(tmp_path, {"a": 1, "b": 1}, splits=("train",))
-    with pytest.raises(DataLayoutError, match=r"missing split folder '.*/val'"):
-        _ = ImageNetDataModule(root, num_classes=None).num_classes
-
-
-def test_wrong_class_count_names_found_and_expected(tmp_path):
-    for split in ("train", "val"):  # 998 wnid folders, one (unreadable, never decoded) file each
-        for i in range(998):
-            (tmp_path / split / f"n{i:08d}").mkdir(parents=True)
-            (tmp_path / split / f"n{i:08d}" / "x.JPEG").touch()
-        # one that decodes: a data set of which no image decodes is refused before any work (issue 16)
-        Image.new("RGB", (8, 8)).save(tmp_path / split / "n00000000" / "x.JPEG", "JPEG")
-    with pytest.raises(DataLayoutError) as error:
-        _ = ImageNetDataModule(str(tmp_path), num_classes=1000).num_classes
-    assert "/train' has 998 class folders, expected 1000" in str(error.value)
-    assert "/val' has 998 class folders, expected 1000" in str(error.value)
-    assert ImageNetDataModule(str(tmp_path), num_classes=None).num_classes == 998  # data=imagefolder follows
-
-
-def test_splits_with_different_classes_are_refused_naming_the_folders(tmp_path, cli_env):
-    root = make_folder(tmp_path / "data", {"cat": 1, "dog": 1}, splits=("train",))
-    make_folder(tmp_path / "data", {"cat": 1, "eel": 1}, splits=("val",))
-    with pytest.raises(DataLayoutError) as error:
-        _ = ImageNetDataModule(root, num_classes=None).num_classes
-    message = str(error.value)
-    assert "different class folders" in message and "train: 2 (only here: dog)" in message
-    assert "val: 2 (only here: eel)" in message
-    # through the CLI: refused before any work, nothing written
-    result = run_cli(
-        "data=imagefolder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path,
-        check=False,
-    )  # fmt: skip
-    assert result.returncode != 0 and "train: 2 (only here: dog), val: 2 (only here: eel)" in result.stderr
-    assert not (tmp_path / "run" / "results.json").exists()
-
-
-def test_empty_class_is_named(tmp_path):
-    root = make_folder(tmp_path, {"full": 1, "hollow": 0})
-    with pytest.raises(DataLayoutError, match=r"1 class folder\(s\) hold no images: hollow"):
-        ImageNetDataModule(root, num_classes=None).setup("fit")
-
-
-def test_cli_refuses_a_bad_layout_before_any_work(tmp_path, cli_env):
-    root = make_folder(tmp_path / "data", {"a": 1, "b": 1, "c": 1})
-    run_dir = tmp_path / "run"
-    result = run_cli(
-        "data=imagenet", f"data.root={root}", *FAST, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False
-    )
-    assert result.returncode != 0
-    assert "has 3 class folders, expected 1000" in result.stderr and result.stderr.count("error: data root") == 1
-    assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
-
 
 # -- the training scale S ------------------------------------------------------------------------------------
 

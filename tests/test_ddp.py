@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import read_results, run_cli
+from helpers import compose_cfg, read_results, run_cli
 
 from vgg_lightning.report.runs import training_curve
 
@@ -80,9 +80,8 @@ def test_ddp_is_built_with_buckets_for_the_head_gradient_views_and_a_static_grap
     """Every way of asking for DDP (trainer=ddp's `ddp`, `auto` on several devices) gets VGGDDPStrategy through
     the app's trainer; DDP's static graph is dropped when the trainer accumulates micro-batches."""
     import lightning as L
-    from test_cli import compose_cfg
 
-    from vgg_lightning.runtime.trainer import build_trainer
+    from vgg_lightning.app.trainer import build_trainer
     from vgg_lightning.training.ddp import BUCKET_MB, VGGDDPStrategy
     from vgg_lightning.training.module import VGGClassifier
 

@@ -7,8 +7,7 @@ import csv
 import re
 
 import pytest
-from conftest import run_cli
-from test_cli import compose_cfg
+from helpers import compose_cfg, run_cli
 
 MODES = ("default", "fdr", "limit", "overfit", "profiler")
 # the demo, narrowed: a 1/16-width VGG-A, batches of 8 of the 32-image test set, loaded in the main process

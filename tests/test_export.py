@@ -6,11 +6,12 @@ import builtins
 
 import pytest
 import torch
-from conftest import run_cli
+from helpers import run_cli
 
+from vgg_lightning.checkpoints.nets import net_from_checkpoint
+from vgg_lightning.checkpoints.read import read_vgg_checkpoint
 from vgg_lightning.export import ATOL, RTOL, ExportError, export
 from vgg_lightning.models import from_torchvision
-from vgg_lightning.runtime.checkpoints import net_from_checkpoint, read_vgg_checkpoint
 from vgg_lightning.training.module import VGGClassifier
 
 

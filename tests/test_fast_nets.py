@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAST, read_results, run_cli
+from helpers import FAST, read_results, run_cli
 from torch import nn
 
 from vgg_lightning import paper

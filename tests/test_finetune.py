@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST, read_results, run_cli
+from helpers import FAST, read_results, run_cli
 
 from vgg_lightning.data.demo import make_demo_dataset
 from vgg_lightning.models import build_vgg, to_torchvision

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 CHECK = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py")]
 RETURNED = {"gpu_check.json", "gpu_check.md", "train_vgg16.log"}  # all that comes back from a GPU machine

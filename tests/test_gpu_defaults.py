@@ -8,12 +8,12 @@ import sys
 
 import lightning as L
 import torch
-from conftest import FAST, REPO, read_results, run_cli
+from helpers import FAST, REPO, read_results, run_cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sync_count import HostSyncs, quiet_steps  # noqa: E402
 
-from vgg_lightning.runtime.checkpoints import read_checkpoint
+from vgg_lightning.checkpoints.read import read_checkpoint
 from vgg_lightning.training.callbacks import ImagesPerSecond, ProgressBar
 from vgg_lightning.training.module import VGGClassifier
 

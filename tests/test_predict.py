@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 
 from vgg_lightning.data.classes import class_names, imagenet_categories
 from vgg_lightning.data.demo import CLASSES as DEMO_CLASSES
-from vgg_lightning.evaluation.predict import Predictor, input_files
+from vgg_lightning.evaluation.predictor import Predictor
 from vgg_lightning.models import build_vgg, to_torchvision
+from vgg_lightning.tasks.predict import input_files
 
 
 @pytest.fixture

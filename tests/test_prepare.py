@@ -1,9 +1,12 @@
-"""`python -m vgg_lightning.data.prepare` on tiny fake ILSVRC-2012 archives built here."""
+"""`python -m vgg_lightning.data.prepare` on tiny fake ILSVRC-2012 archives built here; an archive member that
+would land outside the target is refused."""
 
 from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -130,3 +133,20 @@ def test_prepare_refuses_a_devkit_that_does_not_match_the_val_tar(archives, tmp_
 def test_md5_check_is_against_the_official_archives(archives, tmp_path, capsys):
     assert main([str(archives), str(tmp_path / "imagenet"), "--verify-md5"]) == 2
     assert "is not the official" in capsys.readouterr().err
+
+
+def test_prepare_refuses_an_archive_member_outside_the_target(tmp_path):
+    from vgg_lightning.data.prepare import ARCHIVES
+
+    source = tmp_path / "source"
+    make_archives(source)
+    val = source / ARCHIVES["val"]
+    with tarfile.open(val, "a") as tar:
+        info = tarfile.TarInfo("../../escaped.JPEG")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    result = subprocess.run([sys.executable, "-m", "vgg_lightning.data.prepare", str(source), str(tmp_path / "root"),
+                             "--splits", "val"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "refusing a crafted archive member" in result.stderr, result.stderr
+    assert not list(tmp_path.rglob("escaped.JPEG"))
+    assert not (tmp_path / "root" / "val").exists()

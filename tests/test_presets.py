@@ -6,10 +6,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import FAST, REPO, run_cli
-from demo_sweep import FAST_WANDB
+from helpers import FAST, FAST_WANDB, REPO, compose_cfg, run_cli
 from omegaconf import OmegaConf
-from test_cli import compose_cfg
 
 from vgg_lightning.report.runs import training_curve
 from vgg_lightning.report.wandb_files import read_wandb_run, wandb_run_files

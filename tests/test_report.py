@@ -1,4 +1,5 @@
-"""The comparison report: hand-made results files, and a real sweep on the demo set read as a user would."""
+"""The comparison report: hand-made results files (a malformed one skipped, naming it), and a real sweep on the
+demo set read as a user would."""
 
 from __future__ import annotations
 
@@ -7,22 +8,13 @@ import struct
 
 import numpy as np
 import pytest
-import yaml
-from conftest import REPO, run_cli
-from demo_sweep import demo_sweep, wandb_env
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import setup_globals
-from hydra.types import RunMode
-from omegaconf import OmegaConf
+from helpers import demo_sweep, run_cli, wandb_env
 from PIL import Image
 
-from vgg_lightning import paper
+from vgg_lightning.app.config_files import register_groups
 from vgg_lightning.report import cli as report
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-from vgg_lightning.runtime.resolvers import register_resolvers
-from vgg_lightning.tracking.runs import RUN_ID_FILE
+from vgg_lightning.tracking.wandb_runs import RUN_ID_FILE
 
 register_groups()  # experiments/ and sweeps/ as the experiment and sweep groups, as the app does
 
@@ -158,51 +150,6 @@ def test_wandb_report_offline_says_what_it_would_create(runs, tmp_path, monkeypa
     assert "offline: no W&B Report created" in printed and "demo1234" in printed and "vgg-lightning" in printed
 
 
-def test_sweep_files_compose():
-    register_resolvers()
-    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
-        params = {
-            name: compose("config", overrides=[f"+sweep={name}"], return_hydra_config=True).hydra
-            for name in ("depth", "scale", "table3")
-        }
-    for name, hydra in params.items():  # one folder per sweep, the kind named
-        assert hydra.mode == RunMode.MULTIRUN
-        assert OmegaConf.to_container(hydra.sweep)["dir"].startswith(f"multirun/{name}/")
-    assert params["depth"].sweeper.params == {"model": "A,B,C,D,E"}
-    assert params["scale"].sweeper.params == {"data.scale": "256,384,jitter"}
-    rows = [name.strip() for name in params["table3"].sweeper.params.experiment.split(",")]
-    assert sorted(rows) == sorted(f"table3/{row.name}" for row in paper.TABLE_3)
-    assert (
-        rows.index("table3/A_S256")
-        < rows.index("table3/D_S256")
-        < rows.index("table3/D_S384")
-        < rows.index("table3/D_jitter")
-    )
-    spec = yaml.safe_load((REPO / "sweeps" / "wandb_depth.yaml").read_text())  # W&B's macros are not OmegaConf's
-    assert spec["parameters"]["model"]["values"] == ["A", "B", "C", "D", "E"]
-    assert spec["command"] == ["${env}", "python", "-m", "vgg_lightning", "${args_no_hyphens}"]
-
-
-def test_table3_sweep_wires_the_papers_warm_starts():
-    """Each row starts from the last.ckpt of the row the paper initialises it from, in the same sweep."""
-    register_resolvers()
-    setup_globals()  # Hydra's own resolvers (`now`), which a job has and compose() alone does not register
-    starts = {}
-    with initialize_config_dir(primary_config_dir(), version_base="1.3"):
-        for row in ("A_S256", "B_S256", "E_S384", "D_jitter"):
-            cfg = compose("config", overrides=["+sweep=table3", f"experiment=table3/{row}"], return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)  # what `${hydra:...}` reads inside a job
-            sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=True)
-            assert sweep["subdir"] == f"table3/{row}"
-            starts[row] = cfg.model.init_from and cfg.model.init_from.removeprefix(sweep["dir"] + "/")
-    assert starts == {
-        "A_S256": None,
-        "B_S256": "table3/A_S256/checkpoints/last.ckpt",
-        "E_S384": "table3/E_S256/checkpoints/last.ckpt",
-        "D_jitter": "table3/D_S384/checkpoints/last.ckpt",
-    }
-
-
 def test_report_on_a_real_sweep(tmp_path_factory, demo_root, tmp_path):
     sweep = demo_sweep(tmp_path_factory, demo_root)
     out = tmp_path / "report"
@@ -213,3 +160,18 @@ def test_report_on_a_real_sweep(tmp_path_factory, demo_root, tmp_path):
     assert table_row(result.stdout, "depth-sweep/1")[1:3] == ["demo", "B"]
     png_size(out / "error_vs_depth.png")
     png_size(out / "training_curves.png")  # from the W&B run files: the sweep logged to W&B only
+
+
+def test_the_report_skips_malformed_results_naming_each(cli_env, tmp_path):
+    for name, content in (("list", [1, 2]), ("empty", {})):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(content))
+    demo = {"task": "train", "config": "A", "experiment": "table3/A_S256", "dataset": "demo", "num_classes": 8,
+            "train_scale": 256, "test_scales": [256], "protocol": "dense", "top1_error": 87.5, "top5_error": 40.0,
+            "paper": {"top1_error": 29.6, "top5_error": 10.4}}  # fmt: skip
+    (tmp_path / "runs" / "demo").mkdir()
+    (tmp_path / "runs" / "demo" / "results.json").write_text(json.dumps(demo))
+    result = run_cli(str(tmp_path / "runs"), env=cli_env, cwd=tmp_path, module="vgg_lightning.report")
+    for name in ("list", "empty"):
+        assert f"skipping {tmp_path / 'runs' / name / 'results.json'}" in result.stderr
+    assert "57.9" not in result.stdout and "+" not in result.stdout.split("demo", 1)[1].splitlines()[0]

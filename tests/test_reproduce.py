@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 
 from vgg_lightning import paper, reproduce
 from vgg_lightning.reproduce import command, plan

@@ -13,12 +13,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from helpers import FAST, run_cli, with_callbacks
 
+from vgg_lightning.checkpoints.write import AtomicCheckpointIO, BackgroundCheckpointIO, PreemptibleCheckpoint
 from vgg_lightning.report.runs import training_curve
-from vgg_lightning.runtime.saving import AtomicCheckpointIO, BackgroundCheckpointIO, PreemptibleCheckpoint
-
-HELPERS = str(Path(__file__).parent / "helpers")
 
 # 32 demo images, batch 8: 4 steps an epoch (epoch 1 is steps 5-8); a checkpoint every 3 steps (3: in epoch 0,
 # before any validation; 6: mid epoch 1; 9: mid epoch 2). The lr is too small for the val error to move, so
@@ -40,10 +38,6 @@ RUN = [
 # dropout masks from its own RNG stream, and each stream is in the checkpoint.
 DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
 TIMING = ("time", "per_s", "mfu")  # wall-clock figures: the only logged values allowed to differ
-
-
-def cli_env_with_helpers(env: dict) -> dict:
-    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [HELPERS, env.get("PYTHONPATH")]))}
 
 
 def end_state(run_dir: Path) -> dict:
@@ -114,7 +108,7 @@ def killed_then_resumed(run_dir, common, env, kill: list[str], group: bool = Fal
 def test_sigkill_mid_epoch_before_an_lr_cut_then_resume_ends_exactly_equal(cli_env, tmp_path, demo_root, straight):
     common = [*RUN, f"data.root={demo_root}"]
     saved_step, resumed = killed_then_resumed(
-        tmp_path / "preempted", common, cli_env_with_helpers(cli_env), ["+callbacks.kill.step=7"]
+        tmp_path / "preempted", common, with_callbacks(cli_env), ["+callbacks.kill.step=7"]
     )
     assert saved_step == 6  # mid epoch 1, which ends with the first lr cut
     assert_same_end_state(resumed, straight)
@@ -124,7 +118,7 @@ def test_sigkill_mid_epoch_before_an_lr_cut_then_resume_ends_exactly_equal(cli_e
 def test_sigkill_in_the_first_epoch_resumes_from_its_step_checkpoint(cli_env, tmp_path, demo_root, straight):
     common = [*RUN, f"data.root={demo_root}"]
     saved_step, resumed = killed_then_resumed(
-        tmp_path / "preempted", common, cli_env_with_helpers(cli_env), ["+callbacks.kill.step=4"]
+        tmp_path / "preempted", common, with_callbacks(cli_env), ["+callbacks.kill.step=4"]
     )
     assert saved_step == 3  # written before the first validation
     assert_same_end_state(resumed, straight)
@@ -137,7 +131,7 @@ def test_resume_from_slurms_hpc_checkpoint(cli_env, tmp_path, demo_root, straigh
     run_dir = tmp_path / "preempted"
     common = [*RUN, f"data.root={demo_root}"]
     kill = ["+callbacks.kill.step=5", f"+callbacks.kill.hpc_checkpoint={run_dir / 'hpc_ckpt_1.ckpt'}"]
-    saved_step, resumed = killed_then_resumed(run_dir, common, cli_env_with_helpers(cli_env), kill)
+    saved_step, resumed = killed_then_resumed(run_dir, common, with_callbacks(cli_env), kill)
     assert saved_step == 4  # last.ckpt, from the end of epoch 0: the hpc checkpoint (step 5) is the newer state
     hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
     assert hpc["global_step"] == 5
@@ -145,7 +139,7 @@ def test_resume_from_slurms_hpc_checkpoint(cli_env, tmp_path, demo_root, straigh
 
 
 def test_ddp_sigkill_mid_epoch_then_resume_ends_exactly_equal(cli_env, tmp_path, demo_root):
-    env = cli_env_with_helpers(cli_env)
+    env = with_callbacks(cli_env)
     common = [*RUN, f"data.root={demo_root}", *DDP]
     run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", env=env, cwd=tmp_path)
     expected = end_state(tmp_path / "straight")
@@ -162,8 +156,6 @@ def test_ddp_sigkill_mid_epoch_then_resume_ends_exactly_equal(cli_env, tmp_path,
 
 
 def test_resume_with_no_checkpoint_starts_fresh_and_says_so(cli_env, tmp_path, demo_root):
-    from conftest import FAST
-
     result = run_cli(
         "experiment=demo",
         f"data.root={demo_root}",
@@ -186,7 +178,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_fails(tmp_path, mon
         file.write(b"half a checkp")
         raise OSError("disk full")
 
-    monkeypatch.setattr("vgg_lightning.runtime.saving.torch.save", broken_save)
+    monkeypatch.setattr("vgg_lightning.checkpoints.write.torch.save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()

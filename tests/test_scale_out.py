@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, read_results, run_cli
+from helpers import REPO, read_results, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgg_lightning.runtime.launch import external_launcher, rank_consistent_overrides
-from vgg_lightning.runtime.resolvers import register_resolvers
+from vgg_lightning.app.launch import external_launcher, rank_consistent_overrides
+from vgg_lightning.app.resolvers import register_resolvers
 
 
 def test_torchrun_ranks_share_one_run_dir_and_only_rank_0_writes_the_config():

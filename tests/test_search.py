@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FAST, run_cli
+from helpers import FAST, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-from vgg_lightning.runtime.resolvers import register_resolvers
-from vgg_lightning.runtime.search import check_objective, objective
+from vgg_lightning.app.config_files import primary_config_dir, register_groups
+from vgg_lightning.app.resolvers import register_resolvers
+from vgg_lightning.app.search import check_objective, objective
 
 
 def test_optuna_search_runs_three_trials_and_names_the_best(cli_env, tmp_path, demo_root):

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, read_results, run_cli
+from helpers import REPO, read_results, run_cli, with_callbacks
 
 pytestmark = pytest.mark.xdist_group("slurm")  # one xdist worker runs them all, on its one cluster
 
-HELPERS = str(Path(__file__).parent / "helpers")
 TOY = ["experiment=demo", "model.width=0.0625", "data.batch_size=8", "logger=csv", "trainer.accelerator=cpu"]
 # 32 demo images, batch 8: 4 steps an epoch, 3 epochs; a step checkpoint every 3 steps. One loader worker,
 # which receives SLURM's signals as the training process does.
@@ -28,7 +27,7 @@ PAUSE_AT = 7  # the first attempt is held (and preempted) after step 7: last.ckp
 
 
 def slurm_env(cli_env: dict, slurm) -> dict:
-    env = {**cli_env, **slurm.env, "PYTHONPATH": os.pathsep.join([HELPERS, cli_env.get("PYTHONPATH", "")])}
+    env = with_callbacks({**cli_env, **slurm.env})
     env["VIRTUAL_ENV"] = sys.prefix  # the example script activates .venv unless one is active
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -83,8 +82,8 @@ def test_launcher_resources_follow_the_workers_and_ask_for_gpus_only_when_the_ru
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from vgg_lightning.runtime.config_files import primary_config_dir, register_groups
-    from vgg_lightning.runtime.resolvers import register_resolvers
+    from vgg_lightning.app.config_files import primary_config_dir, register_groups
+    from vgg_lightning.app.resolvers import register_resolvers
 
     register_resolvers()
     register_groups()
@@ -131,7 +130,7 @@ def test_loader_workers_ignore_the_preemption_signals_the_training_process_handl
 def test_one_owner_of_the_time_limit_signal():
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from vgg_lightning.runtime.launch import cluster_plugins
+    from vgg_lightning.app.launch import cluster_plugins
 
     (environment,) = cluster_plugins({"SUBMITIT_EXECUTOR": "slurm"})  # submitit's USR2: Lightning stands aside
     assert isinstance(environment, SLURMEnvironment) and not environment.auto_requeue

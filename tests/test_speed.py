@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vgg_lightning.models import build_vgg, flops_per_image
 from vgg_lightning.models.vgg import FC_WIDTH, _counted_flops
-from vgg_lightning.runtime.speed import default_precision, peak_flops, train_flops_per_image
+from vgg_lightning.speed import default_precision, peak_flops, train_flops_per_image
 from vgg_lightning.training.callbacks import GPUSpeedups
 
 OPTIM = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "factor": 0.1, "patience": 3, "max_decreases": 3}

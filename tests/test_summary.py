@@ -72,29 +72,3 @@ def test_the_summary_imports_no_plotting_until_asked():
 @pytest.mark.parametrize("config", ["A", "vgg_m", "B-shallow"])
 def test_summary_parameters_equal_the_nets(config):
     assert summary(config)["parameters"] == count_parameters(on_meta(config))
-
-
-def test_the_sec4_experiments_and_the_report_put_b_beside_b_shallow(tmp_path):
-    from test_cli import compose_cfg
-
-    from vgg_lightning.report.findings import shallow_table
-    from vgg_lightning.report.runs import Run
-
-    cfg = compose_cfg("experiment=sec4/B_shallow_S256")
-    assert (cfg.model.config, cfg.eval.protocol, cfg.data.scale, cfg.paper.top1_error_above) == (
-        "B-shallow",
-        "center",
-        256,
-        7.0,
-    )
-    assert compose_cfg("experiment=sec4/B_S256").model.config == "B"
-    common = {"dataset": "imagenet", "train_scale": 256, "test_scales": [256], "protocol": "center"}
-    runs = [
-        Run("sec4/B", tmp_path, {"config": "B", "top1_error": 30.0, **common}, None),
-        Run("sec4/B_shallow", tmp_path, {"config": "B-shallow", "top1_error": 36.5, **common}, None),
-        Run("other", tmp_path, {"config": "B", "top1_error": 20.0, **common, "protocol": "dense"}, None),
-    ]
-    table = shallow_table(runs)
-    assert "| sec4/B | 30.00 | sec4/B_shallow | 36.50 | +6.50 | +7.0 |" in table and "other" not in table
-    assert shallow_table(runs[:1]) is None
-    assert "– (no B run)" in shallow_table(runs[1:2])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import read_results, run_cli
-from demo_sweep import FAST_WANDB, demo_sweep, wandb_env
+from helpers import FAST_WANDB, demo_sweep, read_results, run_cli, wandb_env
 
 from vgg_lightning.report.wandb_files import read_wandb_run, wandb_run_files
-from vgg_lightning.tracking import runs as tracking
-from vgg_lightning.tracking.runs import RUN_ID_FILE
+from vgg_lightning.tracking import wandb_runs as tracking
+from vgg_lightning.tracking.wandb_runs import RUN_ID_FILE
 
 # what the issue asks W&B to get from every training job
 METRICS = ("train/loss_step", "val/top1_error", "val/top5_error", "lr", "train/images_per_s", "train/epoch_time_s")

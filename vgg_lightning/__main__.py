@@ -1,8 +1,8 @@
-"""`python -m vgg_lightning [overrides]` (or `vgg-lightning`): the Hydra app, dispatching on task=."""
+"""`python -m vgg_lightning [overrides]` (or `vgg-lightning`): the Hydra app, dispatching on task= through the task
+registry (`tasks.TASKS`), with one-line errors."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import traceback
@@ -13,15 +13,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .runtime.app_help import TASKS, help_text
-from .runtime.config_files import primary_config_dir, register_groups
-from .runtime.config_tree import print_config_tree
-from .runtime.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
-from .runtime.quiet import quiet_libraries
-from .runtime.resolvers import register_resolvers
-from .runtime.run_dir import ONE_LINE_ERRORS
-from .runtime.search import check_objective, objective
-from .tracking.runs import finish_wandb
+from .app.config_files import primary_config_dir, register_groups
+from .app.config_tree import print_config_tree
+from .app.help import help_text
+from .app.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
+from .app.quiet import quiet_libraries
+from .app.resolvers import register_resolvers
+from .app.run_dir import ONE_LINE_ERRORS
+from .app.search import check_objective, objective
+from .tasks import check, summaries
+from .tracking.wandb_runs import finish_wandb
 
 register_resolvers()
 register_groups()
@@ -31,48 +32,16 @@ PACKAGE = str(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
 def main(cfg: DictConfig):
-    if cfg.task not in TASKS:
-        raise ValueError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
     check_multirun(cfg)
-    check_settings(cfg)
+    task = check(cfg)  # every value the task reads, refused before any work (torch-free)
     check_objective(cfg.get("optimized_metric"), HydraConfig.get().mode == RunMode.MULTIRUN, external_launcher())
     print_config_tree(cfg)
-    module, function, _ = TASKS[cfg.task]
-    task = getattr(importlib.import_module(module), function)
-    quiet_libraries()  # once Lightning is imported: it sets up its own log handler then
+    quiet_libraries()
     try:
         # a float for a sweeper (hparams_search=optuna) when optimized_metric names one, else the results
-        return objective(task(cfg), cfg.get("optimized_metric"))
+        return objective(task.run(cfg), cfg.get("optimized_metric"))
     finally:
         finish_wandb()
-
-
-def check_settings(cfg: DictConfig) -> None:
-    """Every value a user can mistype, and the files the task reads, refused before any work (each room checks
-    its own, in torch-free modules: the refusal comes before the seconds that importing torch and Lightning
-    takes). The cheap checks first: the data folder's comes last, as the demo set is generated there."""
-    from .data.layout import SPLITS, checked_layout, layout_settings
-    from .data.readers import read_labelled
-    from .data.settings import check_data_settings
-    from .evaluation.settings import EVAL_SPLITS, check_eval_settings, existing_features
-    from .models.settings import check_model_settings
-    from .runtime.checkpoint_files import check_checkpoints_exist
-    from .training.settings import check_optim_settings, check_start
-
-    check_model_settings(cfg.model)
-    check_data_settings(cfg.data)
-    if cfg.task in ("train", "eval"):
-        check_eval_settings(cfg.eval)
-    if cfg.task == "train":
-        check_optim_settings(cfg.optim)
-        check_start(cfg.get("weights"), cfg.model.get("init_from"))  # before their files are looked for
-    check_checkpoints_exist(cfg)
-    if cfg.task == "transfer":
-        existing_features(cfg.transfer.features)
-    if cfg.task in ("train", "eval"):  # the splits the task's datamodule checks (training/task, evaluation/task)
-        checked_layout(**layout_settings(cfg.data, SPLITS if cfg.task == "train" else EVAL_SPLITS))
-    if cfg.task == "features":  # the reader checks the layout as it lists the images (again in the task)
-        read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
 
 def user_error(error: BaseException) -> str | None:
@@ -103,7 +72,7 @@ def cli() -> None:
     if {"--help", "-h"} & set(sys.argv[1:]):
         # Printed here, not through Hydra's help template: Hydra lists every config group before filling the
         # template (a deep copy of the config store per group, ~15 s), although our text lists them itself.
-        print(help_text())
+        print(help_text(summaries()))
         return
     sys.argv.extend(rank_consistent_overrides(sys.argv[1:]))
     if os.environ.get("HYDRA_FULL_ERROR") != "1":

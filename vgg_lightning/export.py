@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoints.nets import net_from_checkpoint
+from .checkpoints.read import CheckpointError, read_checkpoint, read_vgg_checkpoint
 from .models import TORCHVISION, VGG, from_torchvision, to_torchvision
 from .models.interop import TORCHVISION_NAMES
-from .runtime.checkpoints import CheckpointError, net_from_checkpoint, read_checkpoint, read_vgg_checkpoint
 
 FORMATS = ("onnx", "torchscript", "torchvision")
 ATOL, RTOL = 1e-4, 1e-4  # float32 on the CPU; the runtimes reorder the sums of a conv

@@ -52,6 +52,9 @@ SHALLOW_FINDING = Finding(
     "B-shallow", "B", 7.0, "center", 256, "top-1 error 7% higher than B's (centre crop), Sec. 4.1"
 )
 
+# the findings an experiment file may name under `paper:` (a row of Tables 3-6 is named by its key)
+FINDINGS = {"sec4/B_shallow_S256": SHALLOW_FINDING}
+
 # Sec. 3.1: the recipe.
 RECIPE = {
     "batch_size": 256,
@@ -141,6 +144,14 @@ def row(experiment: str) -> Row:
     raise KeyError(f"no paper row {experiment!r}; rows are: {choices}")
 
 
+def test_scales(name: str) -> list[int]:
+    """The Q of a row of Tables 3-6 ('table4/D_S256' -> [224, 256, 288]): what its experiment file tests at."""
+    try:
+        return list(row(name).test_scales)
+    except (KeyError, ValueError) as error:
+        raise ValueError(str(error).strip("'\"")) from None
+
+
 ILSVRC_2012 = "imagenet"  # the data config (conf/data/imagenet.yaml) of the paper's data set
 ILSVRC_2012_CLASSES = 1000
 
@@ -223,6 +234,27 @@ def key(row: Row) -> str:
     return f"table{row.table}/{row.name}"
 
 
+def figures(name: str) -> dict:
+    """What results.json sets a run against (its `paper`), for the row or finding an experiment file names under
+    `paper:`: a row of Tables 3-6 ('table3/D_jitter') gives its top-1 / top-5 errors, a finding
+    ('sec4/B_shallow_S256') its gap to its baseline; any other name is a ValueError listing the choices."""
+    if name in FINDINGS:
+        finding = FINDINGS[name]
+        return {
+            "baseline": finding.baseline,
+            "top1_error_above": finding.top1_error_above,
+            "protocol": finding.protocol,
+        }
+    try:
+        found = row(name)
+    except (KeyError, ValueError):
+        rows = [key(r) for rows in TABLES.values() for r in rows]
+        raise ValueError(
+            f"paper={name!r}: no row or finding of the paper; choose one of {', '.join([*rows, *FINDINGS])}"
+        ) from None
+    return {"top1_error": found.top1_error, "top5_error": found.top5_error}
+
+
 def _table3(config: str, train_scale) -> Row:
     return next(r for r in TABLE_3 if (r.config, r.train_scale) == (config, train_scale))
 
@@ -274,6 +306,15 @@ TRANSFER_SETS = {
     "caltech101": {"metric": "mean_class_recall", "scales": (256, 384, 512), "aggregate": "stack"},
     "caltech256": {"metric": "mean_class_recall", "scales": (256, 384, 512), "aggregate": "stack"},
 }
+
+
+def transfer_setting(dataset: str, key: str):
+    """Table 11's descriptor on `dataset`: its Q (`scales`, a list) or their aggregation (`aggregate`), what the
+    experiment files of Appendix B take."""
+    if dataset not in TRANSFER_SETS:
+        raise ValueError(f"features.dataset={dataset!r}: Table 11 has {', '.join(TRANSFER_SETS)}")
+    value = TRANSFER_SETS[dataset][key]
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _cells(voc2007, voc2012, caltech101, caltech256) -> dict[str, TransferCell]:

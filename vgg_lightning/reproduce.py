@@ -17,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .app.run_dir import RESULTS, row_dir, warm_start_checkpoint
+from .checkpoints.files import last_checkpoint
 from .paper import TABLES, Row, depth, key, sources
-from .runtime.run_dir import RESULTS, last_checkpoint, row_dir, warm_start_checkpoint
 
 DEFAULT_OUT = "outputs/reproduce"
 

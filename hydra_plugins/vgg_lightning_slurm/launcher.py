@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
 
-from vgg_lightning.runtime.slurm_jobs import job_summary, requeues
+from vgg_lightning.app.slurm_jobs import job_summary, requeues
 
 log = logging.getLogger(__name__)
 

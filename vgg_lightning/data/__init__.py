@@ -6,7 +6,7 @@ _IN_LAYOUT = ("DataLayoutError", "validate_layout")
 
 
 def __getattr__(name: str):
-    # Importing data.settings runs this file first, and the app's settings checks stay torch-free: the datasets
+    # Importing data.options runs this file first, and the app's settings checks stay torch-free: the datasets
     # (torch) are imported on first use. The datamodule imports Lightning: the data commands (prepare, check)
     # start faster without it.
     if name in _IN_LAYOUT:

@@ -16,7 +16,7 @@ import torch
 
 from .datasets import CorruptFiles, collate
 from .decode import CorruptImageError
-from .settings import CROP
+from .options import CROP
 from .transforms import BatchNormalizer, CropParams, bounded_box, decode_view
 
 

@@ -25,7 +25,7 @@ from .dali_inputs import unpack
 from .dali_pipeline import VIEW_ARGS, view_pipeline
 from .datasets import CorruptFiles
 from .decode import CorruptImageError
-from .settings import DALI_DEFAULTS
+from .options import DALI_DEFAULTS
 from .transforms import BatchNormalizer, CropParams, decode_view
 
 log = logging.getLogger(__name__)

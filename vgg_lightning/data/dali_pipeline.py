@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .settings import CROP, DALI_INSTALL
+from .options import CROP, DALI_INSTALL
 
 # the per-sample arguments of a view, after its file's bytes (dali_inputs.DaliCollate makes them)
 VIEW_ARGS = ("anchor", "shape", "roi_start", "roi_end", "mirror", "mean", "std")

@@ -16,8 +16,8 @@ from .dali_loader import DaliViews, dali_views
 from .datasets import CorruptFiles, ImageFolder, collate
 from .device_decode import decode_batch
 from .layout import SPLITS, checked_layout
+from .options import check_data_settings, default_test_scale, parse_scale
 from .sampling import EpochSampler
-from .settings import check_data_settings, default_test_scale, parse_scale
 from .transforms import CROP, BatchNormalizer
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from .. import paper
-from ..runtime.compat import upsample_bilinear_aa
+from ..compat import upsample_bilinear_aa
 from .decode import decode_reduced, decode_window, image_size, reduction_for
-from .settings import CROP
-from .settings import parse_scale as parse_scale  # still importable from here, its first home
+from .options import CROP
+from .options import parse_scale as parse_scale  # still importable from here, its first home
 
 NORMALIZATIONS = ("paper", "torchvision")
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)

@@ -13,11 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric, SumMetric
 
+from ..compat import set_test_bar_title, skip_checkpoint_on_test
 from ..data.dali_eval import dali_scaled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
-from ..runtime.compat import set_test_bar_title, skip_checkpoint_on_test
-from ..runtime.speed import switched_on
+from ..speed import on_here
 from .loader import ScaledImages, collate_by_shape, collate_encoded, shape_loader
 from .metrics import error_metrics
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
@@ -159,7 +159,7 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         crop_batch=eval_cfg.crop_batch,
         num_workers=datamodule.num_workers,
         on_corrupt=datamodule.on_corrupt,
-        channels_last=switched_on(channels_last),
+        channels_last=on_here(channels_last),
         max_pixels=eval_cfg.get("max_pixels"),
         max_aspect=eval_cfg.get("max_aspect"),
         dali=datamodule.dali if datamodule.loader == "dali" else None,

@@ -4,7 +4,7 @@ from the file headers; ImageNet's val set, mostly 500x375 and 375x500, still run
 
 Memory is bounded whatever the images' shapes: a view keeps at most a `max_aspect`:1 centred part of its
 image (`transforms.bounded_box`), and a batch holds at most `max_pixels` pixels per view at the largest Q
-(at least one image); see the README, "Runs you can trust"."""
+(at least one image); see docs/cli.md, "Runs you can trust"."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import torch
 
 from ..data.transforms import CROP, center_offset
 from ..models import VGG
-from .settings import PROTOCOL_METHODS, check_protocol
+from .protocol_settings import PROTOCOL_METHODS, check_protocol
 
 GRID = 5  # multi-crop: a 5x5 grid of crops per scale, each also flipped
 DEFAULT_CROP_BATCH = 128

@@ -1,7 +1,7 @@
 """The model zoo: the paper's Table 1 configurations, the fast VGG-F/M/S, torchvision interop, and the authors'
 released Caffe nets."""
 
-from .settings import canonical_config, check_model_settings
+from .choices import canonical_config, check_model_settings
 from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, FAST_NETS, TABLE_1
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
     "TORCHVISION",
 ]
 
-# Importing models.settings runs this file first: the nets and their interop import torch, so they are imported
+# Importing models.choices runs this file first: the nets and their interop import torch, so they are imported
 # on first use, and the app's settings checks stay torch-free.
 _IN_VGG = ("VGG", "build_vgg", "count_parameters", "flops_per_image", "from_settings", "settings_spec")
 _IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_weights_path")

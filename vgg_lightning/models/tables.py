@@ -25,7 +25,7 @@ SHALLOW_NETS: dict[str, tuple[str, ...]] = {
 # 11x11 conv with 64 channels, stride 4, padding 0 (a conv without "pad" keeps the size, as in Table 1), and
 # "pool3/2" a 3x3 max-pool with stride 2, rounding up as Caffe does. The released VGG_CNN_S deploy prototxt
 # differs from VGG-S below in conv2 and pool2 ("5-256 pad0, pool2/2": 33 -> 17 instead of 35 -> 17); the
-# parameters and the 17x17 and 6x6 maps are the same either way (README, "The fast nets").
+# parameters and the 17x17 and 6x6 maps are the same either way (docs/models.md, "The fast nets").
 #              conv1                         conv2                          conv3    conv4    conv5
 FAST_NETS: dict[str, tuple[str, ...]] = {
     "VGG-F": ("11-64/4 pad0, LRN, pool3/2",  "5-256, LRN, pool3/2",         "3-256", "3-256", "3-256, pool3/2"),

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .settings import INIT_SCHEMES, canonical_config, check_model_settings
+from .choices import INIT_SCHEMES, canonical_config, check_model_settings
 from .tables import FAST_NETS, SHALLOW_NETS, TABLE_1
 
 FC_WIDTH = 4096

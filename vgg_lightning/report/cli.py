@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from .findings import is_transfer, shallow_table, transfer_table
+from .markdown import CAPTION, markdown_table
 from .plots import plot_curves, plot_error_vs_depth
 from .runs import Run, collect, training_curve
-from .tables import CAPTION, markdown_table
 from .wandb_report import wandb_report
 
 

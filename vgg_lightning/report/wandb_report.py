@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..tracking.runs import RUN_ID_FILE, wandb_mode
+from ..tracking.wandb_runs import RUN_ID_FILE, wandb_mode
+from .markdown import CAPTION
 from .runs import STEP, Run
-from .tables import CAPTION
 
 
 def wandb_targets(runs: list[Run]) -> dict[tuple[str | None, str], list[str]]:

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from ..runtime.speed import peak_flops, switched_on, train_flops_per_image
+from ..speed import on_here, peak_flops, train_flops_per_image
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ImagesPerSecond(L.Callback):
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts without that hook
         if peak_flops(pl_module.device) is None:
             device = torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "the CPU"
-            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/runtime/speed.py, PEAK_BF16)", device)
+            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += len(batch.get("label", ())) * trainer.world_size
@@ -87,7 +87,7 @@ class GPUSpeedups(L.Callback):
         self.backend = "inductor"
         if isinstance(compile, str) and compile.lower() not in ("auto", "true", "false"):
             self.backend, compile = compile, True
-        self.channels_last, self.compile = switched_on(channels_last), switched_on(compile)
+        self.channels_last, self.compile = on_here(channels_last), on_here(compile)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         net = getattr(pl_module, "net", None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from ..runtime.compat import ddp_options
+from ..compat import ddp_options
 
 # VGG-16's gradients in fp32, in the order backward makes them: fc8 16 MB and fc7 67 MB, fc6 411 MB, the 13
 # convs 59 MB. Buckets of 100 MB all-reduce fc8+fc7 together while fc6's gradient is computed, fc6's alone
@@ -30,7 +30,7 @@ class VGGDDPStrategy(DDPStrategy):
         self.static_graph = static_graph
 
     def configure_ddp(self) -> None:
-        # here, at fit's start, the trainer's accumulation is known (training.task sets it after the trainer is built)
+        # here, at fit's start, the trainer's accumulation is known (tasks.train sets it after the trainer is built)
         accumulating = self.lightning_module.trainer.accumulate_grad_batches > 1
         ddp_options(self)["static_graph"] = self.static_graph and not accumulating
         super().configure_ddp()

@@ -12,10 +12,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanMetric, SumMetric
 
+from ..checkpoints.write import gather_ranks, own_rank
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
-from ..runtime.saving import gather_ranks, own_rank
-from ..runtime.speed import switched_on
+from ..speed import on_here
 
 log = logging.getLogger(__name__)
 FREEZE = (None, "features")  # model.freeze: nothing, or every conv layer (the head trains alone)
@@ -170,7 +170,7 @@ class VGGClassifier(L.LightningModule):
             momentum=optim["momentum"],
             weight_decay=optim["weight_decay"],
             # one kernel for the whole update: the multi-tensor default makes several passes over 138M parameters
-            fused=switched_on(optim.get("fused", "auto")) or None,
+            fused=on_here(optim.get("fused", "auto")) or None,
         )
         scheduler = PlateauSchedule(optimizer, mode="min", factor=optim["factor"], patience=optim["patience"])
         # Given to Lightning so that its state travels in the checkpoint; stepped here, not by Lightning (see

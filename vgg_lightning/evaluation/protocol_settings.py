@@ -1,0 +1,64 @@
+"""The test settings a run may ask for (the protocol, the scales Q, batch and view bounds), the descriptors'
+aggregation over Q (Appendix B) and the transfer task's input, and their checks."""
+
+# torch-free, as everything it imports: the app refuses a mistyped value before it pays for importing torch
+
+from __future__ import annotations
+
+import os
+
+from ..data.options import CROP
+from ..rules import check_rules, is_int, is_number
+
+EVAL_SPLITS = ("val",)  # what task=eval reads: a val-only root (prepare --splits val) is enough
+
+# each protocol, and the methods whose posteriors it averages (`protocols.METHODS`)
+PROTOCOL_METHODS: dict[str, tuple[str, ...]] = {
+    "center": ("center",),
+    "dense": ("dense",),
+    "multicrop": ("multicrop",),
+    "dense_multicrop": ("dense", "multicrop"),
+}
+
+
+AGGREGATES = ("average", "stack")  # features.aggregate: the descriptors of several Q averaged, or stacked
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOL_METHODS:
+        raise ValueError(f"eval.protocol={protocol!r}: choose one of {', '.join(PROTOCOL_METHODS)} (eval=dense, ...)")
+    return protocol
+
+
+def check_aggregate(aggregate: str) -> str:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"features.aggregate={aggregate!r}: choose one of {', '.join(AGGREGATES)}")
+    return aggregate
+
+
+EVAL_RULES = {  # key -> (accepts the value?, what would do)
+    "batch_size": (lambda b: is_int(b) and b >= 1, "a positive int (images per batch)"),
+    "crop_batch": (lambda b: is_int(b) and b >= 1, "a positive int (views per forward pass)"),
+    "max_pixels": (lambda v: v is None or (is_number(v) and v >= 1), "a number >= 1, or null: no bound"),
+    "max_aspect": (lambda v: v is None or (is_number(v) and v >= 1), "a number >= 1, or null: no bound"),
+}
+
+
+def check_eval_settings(eval_cfg) -> None:
+    """Refuse, before any work (before the training they follow), test settings that cannot run: every
+    protocol looks at 224x224 views, so Q >= 224."""
+    check_protocol(eval_cfg.get("protocol", "center"))
+    scales = eval_cfg.get("scales")
+    if scales is not None and (isinstance(scales, (str, int)) or not scales or not all(
+            is_int(q) and q >= CROP for q in scales)):  # fmt: skip
+        raise ValueError(f"eval.scales={scales!r}: expected a list of ints Q >= {CROP} (e.g. [256,384,512]), or null")
+    check_rules("eval", eval_cfg, EVAL_RULES)
+
+
+def existing_features(path: str | None) -> str:
+    """task=transfer's input, `transfer.features`, refused when it names no file."""
+    if not path:
+        raise ValueError("task=transfer needs transfer.features=<a task=features run dir>/features.npz")
+    if not os.path.isfile(path):
+        raise ValueError(f"transfer.features={path!r} does not exist: run task=features first")
+    return str(path)

@@ -1,0 +1,42 @@
+"""The model settings a run may ask for (config names and their spellings, init schemes) and their check."""
+
+# torch-free, as everything it imports: the app refuses a mistyped value before it pays for importing torch
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..rules import check_rules, is_number
+from .tables import ALL_CONFIGS, CONFIGS, FAST_CONFIGS, SHALLOW_CONFIGS
+
+_BY_KEY = {name.upper(): name for name in ALL_CONFIGS}
+INIT_SCHEMES = ("gaussian", "xavier", "kaiming")
+
+
+def canonical_config(name: str) -> str:
+    """'d', 'a_lrn', 'A-LRN' -> the Table 1 name, 'b_shallow' -> 'B-shallow', 'vgg_f', 'VGG-F' -> 'VGG-F';
+    anything else is a ValueError listing the choices."""
+    key = str(name).strip().upper().replace("_", "-")
+    if key not in _BY_KEY:
+        raise ValueError(
+            f"unknown VGG config {name!r}: choose one of {', '.join(CONFIGS)} (paper Table 1), "
+            f"{', '.join(SHALLOW_CONFIGS)} (Sec. 4.1) or {', '.join(FAST_CONFIGS)} (Chatfield et al. 2014; also "
+            f"spelled vgg_f, vgg_m, vgg_s)"
+        )
+    return _BY_KEY[key]
+
+
+def check_model_settings(model: Mapping) -> None:
+    """Refuse, before any work, model settings no net can be built from (naming the key, the value and what
+    would do)."""
+    canonical_config(model.get("config", "D"))
+    rules = {
+        "width": (
+            lambda w: is_number(w) and 0 < w <= 8,
+            "a positive multiplier of the widths, up to 8 (1.0: the paper)",
+        ),
+        "dropout": (lambda p: is_number(p) and 0 <= p < 1, "a probability in [0, 1) (0.5: the paper)"),
+        "init": (lambda i: i in INIT_SCHEMES, f"one of {', '.join(INIT_SCHEMES)}"),
+        "init_std": (lambda s: is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
+    }
+    check_rules("model", model, rules)

@@ -1,0 +1,99 @@
+"""task=predict: classify images by name with any test protocol of Sec. 3.2.
+
+`python -m vgg_lightning task=predict ckpt_path=CKPT inputs=PATH` (PATH: an image, a folder, or a glob), or
+`weights=torchvision model=D` instead of a checkpoint (ImageNet's names). The net, its class names, its input
+scaling and its test scale Q come from the checkpoint, so no data root is needed. The images go through the
+evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
+`eval.scales=[...]`, `eval.ensemble=[...]`), so a prediction is what task=eval scores, image by image. It
+writes `predictions.csv` into the run dir (`evaluation.predictor`) and prints the first rows.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+from omegaconf import DictConfig
+
+from ..checkpoints.files import check_files_exist, weights_paths
+from ..data.layout import is_image_file
+from ..evaluation.protocol_settings import check_eval_settings
+
+log = logging.getLogger(__name__)
+SUMMARY = "classify images (inputs=...): predictions.csv"
+
+
+def input_files(inputs: str | None) -> list[str]:
+    """The image files that `inputs=` names: one image, every image under a folder (sorted), or a glob."""
+    if not inputs:
+        raise ValueError("task=predict needs the images: inputs=photo.jpg, inputs=photos/ or inputs='photos/*.jpg'")
+    inputs = os.path.expanduser(str(inputs))
+    if os.path.isdir(inputs):
+        found = [os.path.join(top, name) for top, _, names in os.walk(inputs) for name in names]
+    else:
+        found = [inputs] if os.path.isfile(inputs) else glob.glob(inputs, recursive=True)
+    files = sorted(path for path in found if os.path.isfile(path) and is_image_file(path))
+    if not files:
+        raise ValueError(
+            f"inputs={inputs!r}: no image files there (an image, a folder of images or a glob such as "
+            f"'photos/*.jpg'; image files end in .jpg, .jpeg, .png, ...)"
+        )
+    return files
+
+
+def check(cfg: DictConfig) -> None:
+    check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
+    if not cfg.get("weights"):
+        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
+    input_files(cfg.get("inputs"))
+
+
+def predictor_for(cfg: DictConfig):
+    """The Predictor of this run (ckpt_path, eval.ensemble or weights=torchvision), its nets' training S and
+    where their weights came from."""
+    from ..app.job import asked_model_keys
+    from ..checkpoints.nets import checked_checkpoints, torchvision_net
+    from ..evaluation.predictor import Predictor
+
+    protocol = dict(protocol=cfg.eval.protocol, crop_batch=cfg.eval.crop_batch)
+    if cfg.weights:
+        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, normalize="torchvision")
+        return Predictor.from_torchvision(net, cfg.eval.scales, **protocol), None, [path]
+    paths = weights_paths(cfg.ckpt_path, cfg.eval.ensemble)
+    checkpoints = checked_checkpoints(paths, cfg.model, keys=asked_model_keys(), task=cfg.task)
+    predictor = Predictor.from_checkpoints(checkpoints, cfg.eval.scales, **protocol)
+    return predictor, checkpoints[0]["hyper_parameters"].get("train_scale"), paths
+
+
+def run(cfg: DictConfig) -> dict | None:
+    from ..app.job import output_dir
+    from ..app.trainer import build_trainer
+    from ..evaluation.evaluator import Evaluator
+    from ..evaluation.predictor import PREDICTIONS, prediction_rows, print_table, write_predictions
+    from ..speed import on_here
+
+    files = input_files(cfg.inputs)
+    predictor, train_scale, sources = predictor_for(cfg)
+    job = {"config": "+".join(dict.fromkeys(n.config for n in predictor.nets)), "train_scale": train_scale}
+    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, devices=1, num_nodes=1)
+    evaluator = Evaluator(
+        predictor.nets,
+        "",
+        predictor.protocol,
+        predictor.scales,
+        normalize=predictor.normalize,
+        batch_size=cfg.eval.batch_size,
+        crop_batch=predictor.crop_batch,
+        num_workers=cfg.data.num_workers,
+        on_corrupt=cfg.data.on_corrupt,
+        channels_last=on_here(cfg.model.channels_last),
+        samples=[(path, -1) for path in files],
+    )
+    outputs = trainer.predict(evaluator)
+    rows = prediction_rows(predictor, files, outputs, cfg.top_k)
+    path = str(output_dir() / PREDICTIONS)
+    write_predictions(rows, path)
+    print_table(rows, path)
+    log.info("%s of %d image(s) by %s (%s) -> %s", predictor.protocol, len(rows), job["config"], sources[0], path)
+    return {"predictions": path, "images": len(rows)}

@@ -1,0 +1,105 @@
+"""task=train: build from the config, fit with the paper's recipe, test with the experiment's protocol, write
+results.json."""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from ..checkpoints.files import check_files_exist
+from ..data.layout import SPLITS, checked_layout, layout_settings
+from ..evaluation.protocol_settings import check_eval_settings
+from ..paper import parent
+from ..training.recipe_settings import check_optim_settings, check_start
+
+log = logging.getLogger(__name__)
+SUMMARY = "train a net with the paper's recipe, then test it (default)"
+
+
+def check(cfg: DictConfig) -> None:
+    check_eval_settings(cfg.eval)  # the test that ends the training
+    check_optim_settings(cfg.optim)
+    check_start(cfg.get("weights"), cfg.model.get("init_from"))  # before their files are looked for
+    # ckpt_path=last names no file: it means this run dir's newest checkpoint, or a fresh start when there is
+    # none (checkpoints.read.resume_path)
+    check_files_exist([None if cfg.get("ckpt_path") == "last" else cfg.get("ckpt_path"), cfg.model.get("init_from")])
+    checked_layout(**layout_settings(cfg.data, SPLITS))  # the splits the datamodule reads
+
+
+def warn_if_cold(experiment: str | None) -> None:
+    """A Table 3 row run on its own without the warm start the paper gave it."""
+    source = parent(experiment)
+    if source is not None:
+        log.warning(
+            "%s starts, in the paper, from table3/%s's weights: pass model.init_from=<its checkpoints/last.ckpt>, "
+            "or run the whole chain with python -m vgg_lightning.reproduce table3",
+            experiment,
+            source.name,
+        )
+
+
+def initial_weights(cfg: DictConfig) -> tuple[dict, dict, str] | None:
+    """(state dict, its net's spec, path) that the net starts from: a checkpoint of ours (model.init_from) or
+    torchvision's file (weights=torchvision); None: model.init. Read and checked before any work."""
+    from ..checkpoints.nets import net_state, torchvision_net
+    from ..checkpoints.read import checkpoint_spec, read_vgg_checkpoint
+
+    check_start(cfg.weights, cfg.model.init_from)
+    if cfg.weights:
+        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, cfg.data.normalize)
+        return net.state_dict(), net.spec(), path
+    if cfg.model.init_from:
+        source = read_vgg_checkpoint(cfg.model.init_from)
+        return net_state(source), checkpoint_spec(source), cfg.model.init_from
+    return None
+
+
+def run(cfg: DictConfig) -> dict | None:
+    import time
+
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from ..app.job import group_choice, output_dir, plain_config
+    from ..app.results import write_results
+    from ..app.trainer import build_trainer
+    from ..checkpoints.read import check_checkpoint, resume_path
+    from ..data.classes import class_names
+    from ..evaluation.evaluator import run_evaluation
+    from ..models.warm_start import warm_start
+    from ..training.global_batch import accumulate_to_global_batch
+    from ..training.module import VGGClassifier
+
+    started = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    num_classes = datamodule.num_classes  # validates the data folders (and writes the demo set) before any work
+    ckpt_path = resume_path(cfg.ckpt_path, output_dir())
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path, cfg.model, num_classes)
+    classes, wnids = class_names(datamodule.classes())
+    module = VGGClassifier(
+        model=plain_config(cfg.model),
+        optim=plain_config(cfg.optim),
+        num_classes=num_classes,
+        train_scale=datamodule.scale_label,
+        classes=classes,
+        wnids=wnids,
+        normalize=datamodule.normalizer.normalize,
+        test_scale=datamodule.test_scale,
+    )
+    initial = initial_weights(cfg)
+    if initial and ckpt_path is None:
+        warm_start(module.net, *initial)
+    elif not initial:
+        warn_if_cold(group_choice("experiment"))
+    else:
+        log.info("resuming from %s: the initial weights (%s) were applied when this run began", ckpt_path, initial[2])
+    job = {"config": cfg.model.config, "train_scale": datamodule.scale_label, "test_scales": [datamodule.test_scale]}
+    trainer = build_trainer(cfg, job)
+    accumulate_to_global_batch(trainer, datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # the final weights (last.ckpt), as the paper tests its nets; `center` is what validation measures
+    tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
+    return write_results(trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested)
