@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,3 +40,25 @@ def check_files_exist(paths: Sequence[str | None]) -> None:
     for path in paths:
         if path:
             existing_checkpoint(str(path))
+
+
+SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"PK\x03\x04": "a zip archive (a PyTorch checkpoint?)",
+    b"\x80\x02": "a pickle (an old PyTorch checkpoint?)",
+    b"\x93NUMPY": "a numpy array file",
+    b"\x89HDF": "an HDF5 file",
+}
+
+
+def file_kind(head: bytes) -> str | None:
+    """What a weights file given to us is, from its first bytes ('a JPEG image', 'a text file', ...), so that a
+    message names it rather than repeat a parser's complaint; None: not known."""
+    for magic, what in SIGNATURES.items():
+        if head.startswith(magic):
+            return what
+    if not head:
+        return "an empty file"
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)
+    return "a text file" if all(c.isprintable() or c in "\n\r\t" for c in text) else None

@@ -7,32 +7,25 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from ..models import settings_spec
+from . import unpickle
 from .files import CheckpointError, existing_checkpoint, last_checkpoint
+from .unpickle import CodeInCheckpoint
 
 log = logging.getLogger(__name__)
 
 
 def read_checkpoint(path: str) -> dict:
-    """A checkpoint (or weights file) as torch.load gives it, with `weights_only=True`: tensors and plain
-    Python data only, so a crafted file cannot run code. Our own checkpoints hold nothing else."""
+    """A checkpoint (or weights file) as torch.save wrote it, built by our restricted unpickler: tensors and plain
+    Python data only, so a crafted file cannot run code (`checkpoints.unpickle`). Every checkpoint the package or
+    Lightning reads comes through here."""
     existing_checkpoint(path)
     try:
-        try:  # mmap: only the parts we look at are read, however large the optimiser state
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except RuntimeError as error:  # a legacy (non-zip) file cannot be mapped: read it whole, as safely
-            if "mmap" not in str(error):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise CheckpointError(
-                f"refusing {path!r}: it holds Python objects other than tensors and plain data, which loading "
-                f"would execute (torch.load weights_only=True: {str(error).splitlines()[0]})"
-            ) from error
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt, or not a checkpoint): {error}") from error
+        return unpickle.load(path)
+    except CodeInCheckpoint as error:
+        raise CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only") from None
+    except CheckpointError as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {error}") from None
 
 
 def read_vgg_checkpoint(path: str, num_classes: int | None = None) -> dict:
@@ -79,30 +72,44 @@ def checkpoint_classes(checkpoint: Mapping) -> list[str]:
     return list(hparams.get("classes") or map(str, range(hparams["num_classes"])))
 
 
-def recorded_progress(path: Path) -> tuple[int, int] | None:
-    """(global step, epoch) a checkpoint says it holds; None when it cannot be read."""
+def recorded_progress(path: Path) -> tuple[int, int]:
+    """(global step, epoch) a checkpoint says it holds; CheckpointError when it cannot be read."""
+    checkpoint = read_checkpoint(str(path))
     try:
-        checkpoint = read_checkpoint(str(path))
         return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1))
-    except (CheckpointError, AttributeError, TypeError, ValueError) as error:
-        log.warning("ckpt_path=last: ignoring %s (%s)", path, error)
-        return None
+    except (AttributeError, TypeError, ValueError):
+        raise CheckpointError(f"{str(path)!r} is not a training checkpoint (no step and epoch inside)") from None
 
 
 def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """ckpt_path=last means the newest state of this run among its checkpoints/last*.ckpt (last.ckpt, the
-    Ctrl-C save) and the checkpoints Lightning saves on SLURM's SIGUSR1 (hpc_ckpt_N.ckpt): newest by the step
-    and epoch recorded inside (a copied dir's mtimes say nothing); when there is none yet, start fresh and say
-    so. The log names the file and step restored."""
+    interrupted run's last-interrupted.ckpt) and the checkpoints older versions saved on SLURM's SIGUSR1
+    (hpc_ckpt_N.ckpt): newest by the step and epoch recorded inside (a copied dir's mtimes say nothing); when
+    there is none yet, start fresh and say so. A file that cannot be read is passed over, named; when every one
+    is, the run is refused (starting fresh would overwrite them). The log names the file and step restored."""
     if ckpt_path != "last":
         return ckpt_path
     run_dir = Path(run_dir)
     folder = last_checkpoint(run_dir).parent
     candidates = sorted(p for p in (*folder.glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file())
-    found = {path: progress for path in candidates if (progress := recorded_progress(path)) is not None}
-    if not found:
+    if not candidates:
         log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", folder)
         return None
+    found, refused = {}, {}
+    for path in candidates:
+        try:
+            found[path] = recorded_progress(path)
+        except CheckpointError as error:
+            refused[path] = str(error).replace(repr(str(path)), "it")
+    if not found:
+        reasons = "; ".join(f"{path.name}: {reason}" for path, reason in refused.items())
+        raise CheckpointError(
+            f"ckpt_path=last: no checkpoint in {folder} can be resumed from ({reasons}). Pass ckpt_path=<the "
+            "checkpoint to resume from>, or start afresh without ckpt_path=last and with move_aside=true (the old "
+            "files are kept)"
+        )
+    for path, reason in refused.items():
+        log.warning("ckpt_path=last: passing over %s (%s)", path, reason)
     newest = max(found, key=lambda path: (*found[path], path.stat().st_mtime))
     step, epoch = found[newest]
     log.info("ckpt_path=last: resuming from %s (step %d, epoch %d)", newest, step, epoch)
