@@ -11,6 +11,9 @@ release renames one, `check_internals` names it and `tests/test_package.py` fail
   when fit starts, once the trainer's gradient accumulation is known (`training.ddp.VGGDDPStrategy`).
 - torch's pickle format: the functions a checkpoint's pickle names to rebuild its tensors, the only callables
   our restricted unpickler builds (`checkpoints.unpickle`).
+- Lightning's signal connector: the handlers a Trainer installs when a stage starts (SIGTERM ends the run with
+  exit status 0 and no checkpoint; SIGUSR1 on SLURM saves mid-step), kept out where the process owns its
+  signals from its first instant (`signals`).
 - Lightning's checkpoint connector: on SLURM, `trainer.fit(model)` or `trainer.test(model)` without a ckpt_path
   loads the run dir's newest `hpc_ckpt_N.ckpt` (`_parse_ckpt_path`), a file our own rules did not pick (or
   refused); no public argument says "none".
@@ -37,6 +40,8 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
     ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
     ("lightning.pytorch.strategies.DDPStrategy", "_ddp_kwargs"),
+    ("lightning.pytorch.Trainer", "_signal_connector"),
+    ("lightning.pytorch.trainer.connectors.signal_connector._SignalConnector", "register_signal_handlers"),
 )
 
 
@@ -80,6 +85,11 @@ def set_test_bar_title(bar, title: str) -> None:
     progress = getattr(bar, "progress", None)
     if progress is not None and task is not None:
         progress.update(task, description=title)
+
+
+def without_signal_handlers(trainer) -> None:
+    """Keep the trainer from installing its signal handlers (and from restoring earlier ones at its end)."""
+    trainer._signal_connector.register_signal_handlers = lambda: None
 
 
 def load_no_checkpoint(trainer) -> None:

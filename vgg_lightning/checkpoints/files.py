@@ -42,23 +42,15 @@ def check_files_exist(paths: Sequence[str | None]) -> None:
             existing_checkpoint(str(path))
 
 
-SIGNATURES = {
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"PK\x03\x04": "a zip archive (a PyTorch checkpoint?)",
-    b"\x80\x02": "a pickle (an old PyTorch checkpoint?)",
-    b"\x93NUMPY": "a numpy array file",
-    b"\x89HDF": "an HDF5 file",
-}
-
-
 def file_kind(head: bytes) -> str | None:
-    """What a weights file given to us is, from its first bytes ('a JPEG image', 'a text file', ...), so that a
-    message names it rather than repeat a parser's complaint; None: not known."""
-    for magic, what in SIGNATURES.items():
-        if head.startswith(magic):
-            return what
+    """What a file given as a checkpoint is, from its first bytes ('an image', 'a text file', ...), so that a
+    refusal names it rather than repeat a parser's complaint; None: not known. (A Caffe model is told apart in
+    models.caffe, which reads those.)"""
     if not head:
         return "an empty file"
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG")):
+        return "an image"
+    if head.startswith((b"\x93NUMPY", b"\x89HDF")):
+        return "an array file (numpy or HDF5)"
     text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)
     return "a text file" if all(c.isprintable() or c in "\n\r\t" for c in text) else None

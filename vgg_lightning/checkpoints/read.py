@@ -7,6 +7,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from ..models import settings_spec
 from . import unpickle
 from .files import CheckpointError, existing_checkpoint, last_checkpoint
@@ -28,13 +30,30 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path!r}: {error}") from None
 
 
+def nonfinite(tensors: Mapping) -> list[str]:
+    """The names of the floating-point tensors of `tensors` that hold a NaN or an infinity (reads the device:
+    for a checkpoint being written or read, not inside a training step)."""
+    return [
+        name
+        for name, t in tensors.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+
+
 def read_vgg_checkpoint(path: str, num_classes: int | None = None) -> dict:
     """A vgg-lightning checkpoint (its hyper-parameters rebuild its net), refused before any work when it is
-    not one, or when its net has another number of classes than the data."""
+    not one, when its weights are not finite (a diverged run's), or when its net has another number of classes
+    than the data."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
     if not isinstance(hparams, Mapping) or "config" not in (hparams.get("model") or {}):
         raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    bad = nonfinite(checkpoint.get("state_dict") or {})
+    if bad:
+        raise CheckpointError(
+            f"{path!r} holds weights that are not finite ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the "
+            "run that wrote it diverged; use a checkpoint from before it"
+        )
     if num_classes is not None and hparams.get("num_classes") != num_classes:
         raise CheckpointError(
             f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}"

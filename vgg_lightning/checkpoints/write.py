@@ -1,5 +1,6 @@
 """How checkpoints are written: atomically (a kill never leaves half a file), in the background while training
-goes on, last.ckpt always the last state, one on Ctrl-C, and the random state Lightning does not save."""
+goes on, last.ckpt always the last state, and the random state Lightning does not save (the one a signal leaves:
+`checkpoints.interrupt`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
 from ..compat import (
@@ -159,19 +160,6 @@ def in_background(trainer):
     """The context in which the trainer's checkpoint saves go behind training (see BackgroundCheckpointIO)."""
     io = trainer.strategy.checkpoint_io
     return io.in_background() if isinstance(io, BackgroundCheckpointIO) else nullcontext()
-
-
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Lightning's on-exception checkpoint, written on Ctrl-C only (a crash's state is not one to resume
-    from), as `checkpoints/last-interrupted.ckpt`: `ckpt_path=last` picks it when it is the newest state.
-    Lightning removes it when a later fit ends normally."""
-
-    def on_exception(self, trainer, *args, **kwargs) -> None:
-        exception = next((a for a in (*args, *kwargs.values()) if isinstance(a, BaseException)), None)
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
-            super().on_exception(trainer, *args, **kwargs)
-            log.warning("interrupted: the state at step %d is in %s (resume: ckpt_path=last)", trainer.global_step,
-                        self.ckpt_path)  # fmt: skip
 
 
 class PreemptibleCheckpoint(ModelCheckpoint):
