@@ -79,8 +79,8 @@ print(json.dumps(ended))
 
 def run_cli_calls(*calls: list[str], env: dict, cwd: Path, module: str = "vgg_lightning") -> list:
     """`python -m vgg_lightning ARGS` for each ARGS in `calls` (or `[MODULE, *ARGS]` when a call starts with
-    `-m`: `["-m", "vgg_lightning.export", ...]`), run one after the other in one Python process: for commands
-    refused before any work, where a process each would cost a start with torch each. Each result has the
+    `-m`: `["-m", "vgg_lightning.export", ...]`), run one after the other in one Python process: for short commands
+    (refusals, stops before a run's work), where a process each would cost a start with torch each. Each result has the
     `returncode` and `stderr` its own command would have (stdout is not kept)."""
     calls_json = json.dumps([(c[1], list(c[2:])) if c[:1] == ["-m"] else (module, list(c)) for c in calls])
     done = subprocess.run([sys.executable, "-c", _CALLS, calls_json], cwd=cwd, env=env, capture_output=True,
