@@ -100,7 +100,7 @@ LAYERS = {
     "app": {"paper", "checkpoints", "signals", "speed", "tracking", "training"},  # the Trainer gets the recipe's DDP
     "report": {"paper", "models", "tracking"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
-    "reproduce": {"paper", "app", "checkpoints"},
+    "reproduce": {"paper", "app", "checkpoints", "signals"},
     "export": {"models", "checkpoints"},
     "__main__": {"app", "signals", "tasks", "tracking"},
 }

@@ -18,13 +18,14 @@ Torch-free, Hydra-free, and importing nothing of ours: it is imported first."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 log = logging.getLogger(__name__)
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by Lightning, torchrun, srun
@@ -131,3 +132,23 @@ def requeue(env: Mapping[str, str] = os.environ) -> str:
     if done.returncode:
         return f"requeueing SLURM job {job_id} failed: {(done.stderr or done.stdout).strip()}"
     return f"requeued SLURM job {job_id}"
+
+
+@contextlib.contextmanager
+def forwarded_to(child: subprocess.Popen) -> Iterator[None]:
+    """While a command runs `child` (started in a session of its own, so that a terminal's Ctrl-C reaches it
+    only through here, once per press), pass it each stop signal this process gets: it stops as it would alone,
+    and this process then ends with its status."""
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: child.send_signal(signum)) for signum in owned_signals()
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def exit_status(returncode: int) -> int:
+    """A child's exit status as a shell gives it: 128 + N for one killed by signal N (Popen says -N)."""
+    return 128 - returncode if returncode < 0 else returncode

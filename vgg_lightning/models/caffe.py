@@ -13,6 +13,7 @@ object per value.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import math
 import os
@@ -24,7 +25,6 @@ import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from ..checkpoints.files import file_kind
 from .caffe_proto import RAW, TYPED, V1_LAYER_TYPES
 
 
@@ -114,10 +114,21 @@ def _array(blob, where: str) -> np.ndarray:
 
 def _what_it_is(head: bytes) -> str:
     """What a file that protobuf cannot read as a net looks like, from its first bytes."""
-    what = file_kind(head) or "protobuf cannot parse it as a caffe.NetParameter: truncated or damaged?"
-    if what == "a text file" and b"layer" in head:
-        what += ": a prototxt? the weights are in the .caffemodel"
-    return what
+    signatures = {
+        b"\x89PNG": "a PNG image",
+        b"\xff\xd8\xff": "a JPEG image",
+        b"PK\x03\x04": "a zip archive (a PyTorch checkpoint?)",
+        b"\x80\x02": "a pickle (an old PyTorch checkpoint?)",
+        b"\x93NUMPY": "a numpy array file",
+        b"\x89HDF": "an HDF5 file (Caffe's HDF5 snapshots are not read)",
+    }
+    for magic, what in signatures.items():
+        if head.startswith(magic):
+            return what
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)
+    if head and all(c.isprintable() or c in "\n\r\t" for c in text):
+        return "a text file" + (": a prototxt? the weights are in the .caffemodel" if "layer" in text else "")
+    return "protobuf cannot parse it as a caffe.NetParameter: truncated or damaged?"
 
 
 def read_net(path: str | os.PathLike) -> CaffeNet:

@@ -12,6 +12,7 @@ written (which also checks the weights themselves: a finite loss can still give 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -55,11 +56,14 @@ class LossWatch(nn.Module):
     def update_validation(self, loss: torch.Tensor) -> None:
         self.validation_bad |= ~torch.isfinite(loss.detach())
 
-    def check(self) -> None:
-        """Raise Diverged when a training loss was not finite (reads the device)."""
+    def check(self, any_rank: Callable[[bool], bool] = bool) -> None:
+        """Raise Diverged when a training loss was not finite, here or (`any_rank`: the strategy's reduction of a
+        decision, under DDP) on another rank: every rank stops at the same point. Reads the device."""
         batch = int(self.first_bad)
-        if batch < 0:
+        if not any_rank(batch >= 0):
             return
+        if batch < 0:
+            raise Diverged(f"training diverged on another rank (its loss is not finite). {ADVICE}")
         step, last = self.start_step + batch // self.accumulate + 1, float(self.last_loss)
         before = f"the last finite loss: {last:.4g}" if math.isfinite(last) else "no finite loss before it in this run"
         raise Diverged(
@@ -67,14 +71,15 @@ class LossWatch(nn.Module):
             f"weights from after step {step - 1}. {ADVICE}"
         )
 
-    def check_validation(self, epoch: int) -> None:
-        if bool(self.validation_bad):
+    def check_validation(self, epoch: int, any_rank: Callable[[bool], bool] = bool) -> None:
+        if any_rank(bool(self.validation_bad)):
             raise Diverged(f"training diverged: the validation loss of epoch {epoch} is not finite. {ADVICE}")
-        self.validation_bad.zero_()
 
-    def check_weights(self, state: dict, step: int) -> None:
+    def check_weights(self, state: dict, step: int, any_rank: Callable[[bool], bool] = bool) -> None:
         """Before a checkpoint is written: its losses, then its weights, finite."""
-        self.check()
+        self.check(any_rank)
         bad = nonfinite(state)
-        if bad:
-            raise Diverged(f"training diverged: after step {step}, {', '.join(bad[:3])} hold NaN or inf. {ADVICE}")
+        if any_rank(bool(bad)):
+            raise Diverged(
+                f"training diverged: after step {step}, {', '.join(bad[:3]) or 'the weights'} hold NaN or inf. {ADVICE}"
+            )

@@ -86,7 +86,8 @@ class VGGClassifier(L.LightningModule):
                 "skipped": self.skipped_images}  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        self.loss_watch.check_weights(checkpoint["state_dict"], self.trainer.global_step)  # no diverged weights saved
+        # no diverged weights saved
+        self.loss_watch.check_weights(checkpoint["state_dict"], self.trainer.global_step, self._on_any_rank)
         # every rank's sums, so that a run resumed mid-epoch logs the epoch's train/loss_epoch and errors over
         # all its batches on all ranks, as a run that never stopped does
         sums = {name: {k: v.cpu() for k, v in m.metric_state.items()} for name, m in self._epoch_sums().items()}
@@ -190,17 +191,21 @@ class VGGClassifier(L.LightningModule):
         from a checkpoint (its metric is not in the checkpoint): a resumed run would cut the lr an epoch late.
         The schedule is stepped in on_validation_epoch_end instead, so nothing is done here."""
 
+    def _on_any_rank(self, decision: bool) -> bool:
+        """Whether `decision` holds on any rank (under DDP every rank then acts alike)."""
+        return self.trainer.strategy.reduce_boolean_decision(decision, all=False)
+
     def on_train_start(self) -> None:
         self.loss_watch.start(self.trainer.global_step, self.trainer.accumulate_grad_batches)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """At the steps the loggers read the loss anyway (log_every_n_steps), whether it stayed finite."""
         if self.trainer.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
-            self.loss_watch.check()
+            self.loss_watch.check(self._on_any_rank)
 
     def on_validation_start(self) -> None:
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
-            self.loss_watch.check()  # no validation (and no best checkpoint) of diverged weights
+            self.loss_watch.check(self._on_any_rank)  # no validation (and no best checkpoint) of diverged weights
 
     def on_validation_epoch_end(self) -> None:
         """Step the plateau schedule with this epoch's val top-1 error (synced over the ranks, so every rank
@@ -210,7 +215,8 @@ class VGGClassifier(L.LightningModule):
             self.loss_watch.validation_bad.zero_()  # the sanity check's batches are no epoch's
         if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
             return
-        self.loss_watch.check_validation(self.current_epoch)
+        self.loss_watch.check_validation(self.current_epoch, self._on_any_rank)
+        self.loss_watch.validation_bad.zero_()
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step(self.val_metrics["top1_error"].compute().item())
