@@ -91,7 +91,7 @@ LAYERS = {
     "rules": set(),
     "signals": set(),
     "models": {"paper", "rules"},
-    "data": {"paper", "compat", "rules"},
+    "data": {"paper", "compat", "rules", "signals"},
     "speed": {"models"},
     "checkpoints": {"models", "compat", "signals"},
     "tracking": {"paper"},

@@ -107,12 +107,15 @@ def test_launcher_resources_follow_the_workers_and_ask_for_gpus_only_when_the_ru
     }
 
 
+STOP_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT", "SIGHUP")  # a terminal's Ctrl-C reaches the workers too
+
+
 class _HandlerOfUSR1(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 1
 
     def __getitem__(self, index: int) -> dict:
-        return {name: str(signal.getsignal(getattr(signal, name))) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+        return {name: str(signal.getsignal(getattr(signal, name))) for name in STOP_SIGNALS}
 
 
 def test_loader_workers_ignore_the_preemption_signals_the_training_process_handles(demo_root):
@@ -123,7 +126,7 @@ def test_loader_workers_ignore_the_preemption_signals_the_training_process_handl
         loader = torch.utils.data.DataLoader(
             _HandlerOfUSR1(), num_workers=1, worker_init_fn=loader_worker_init, collate_fn=lambda b: b[0]
         )
-        assert next(iter(loader)) == {name: str(signal.SIG_IGN) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+        assert next(iter(loader)) == {name: str(signal.SIG_IGN) for name in STOP_SIGNALS}
     finally:
         signal.signal(signal.SIGUSR1, previous)
 

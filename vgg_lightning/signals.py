@@ -49,6 +49,12 @@ class _State:
 STATE = _State()
 
 
+# what a loader worker ignores: every signal the training process acts on (a terminal's Ctrl-C reaches the whole
+# process group; SLURM signals every process of the step; submitit's USR2), so that a worker neither acts on it
+# from its stale copy of the trainer nor dies with the batch the step waits for
+WORKER_IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
 def under_submitit(env: Mapping[str, str] = os.environ) -> bool:
     """A job that hydra/launcher=slurm (submitit) started: its sbatch script exports SUBMITIT_EXECUTOR."""
     return env.get("SUBMITIT_EXECUTOR") == "slurm"

@@ -70,7 +70,7 @@ def check_multirun(cfg: DictConfig) -> None:
 def cluster_plugins(env: Mapping[str, str] = os.environ) -> list:
     """One owner for SLURM's time-limit signal. Under submitit it is submitit's (USR2: it requeues the job,
     which resumes from the last step checkpoint), so Lightning's auto-requeue is switched off; with plain
-    sbatch it is ours (`app.signals`: SIGUSR1 saves last-interrupted.ckpt at the next step boundary and requeues;
+    sbatch it is ours (`signals`: SIGUSR1 saves last-interrupted.ckpt at the next step boundary and requeues;
     Lightning's handlers are kept out of the way)."""
     if not under_submitit(env):
         return []

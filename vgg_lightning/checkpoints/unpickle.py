@@ -32,6 +32,7 @@ from .files import CheckpointError, file_kind
 
 ZIP, PICKLE = b"PK\x03\x04", b"\x80"  # torch.save's archive (torch >= 1.6); an old-style file: a pickle, protocol >= 2
 ALLOWED = {("collections", "OrderedDict"), *TORCH_PICKLE_GLOBALS}
+PICKLE_RECORD = "data.pkl"  # the archive's pickle, as torch.save names it
 _STORAGE = re.compile(r"[A-Za-z0-9]+Storage")  # torch.FloatStorage, torch.BFloat16Storage, ...: typed storages
 _FORCING = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
 _ENVIRONMENT = threading.Lock()
@@ -72,7 +73,7 @@ def _storage_dtype(module: str, name: str) -> torch.dtype:
 
 
 class _StorageScan(_Restricted):
-    """Unpickles a zip checkpoint's data.pkl without reading a tensor: the rebuild functions are stand-ins, and
+    """Unpickles a zip checkpoint's pickle without reading a tensor: the rebuild functions are stand-ins, and
     each storage the pickle names is noted (record key, bytes)."""
 
     def __init__(self, file) -> None:
@@ -98,9 +99,9 @@ def _check_archive(path: str) -> None:
         sizes = {info.filename.split("/", 1)[-1]: info.file_size for info in archive.infolist()}
         if "constants.pkl" in sizes:
             raise CodeInCheckpoint("it is a TorchScript archive: code (a traced or scripted module), not a checkpoint")
-        pickles = [info.filename for info in archive.infolist() if info.filename.split("/", 1)[-1] == "data.pkl"]
+        pickles = [info.filename for info in archive.infolist() if info.filename.split("/", 1)[-1] == PICKLE_RECORD]
         if len(pickles) != 1:
-            raise CheckpointError("a zip archive without torch.save's data.pkl")
+            raise CheckpointError("a zip archive without torch.save's pickle")
         scan = _StorageScan(io.BytesIO(archive.read(pickles[0])))
         scan.load()
     for key, nbytes in scan.storages.items():
