@@ -21,6 +21,7 @@ from .app.quiet import quiet_libraries
 from .app.resolvers import register_resolvers
 from .app.run_dir import ONE_LINE_ERRORS
 from .app.search import check_objective, objective
+from .errors import file_system_problem
 from .tasks import check, summaries
 from .tracking.wandb_runs import finish_wandb
 
@@ -32,8 +33,8 @@ PACKAGE = str(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
 def main(cfg: DictConfig):
-    check_multirun(cfg)
     task = check(cfg)  # every value the task reads, refused before any work (torch-free)
+    check_multirun(cfg)
     check_objective(cfg.get("optimized_metric"), HydraConfig.get().mode == RunMode.MULTIRUN, external_launcher())
     print_config_tree(cfg)
     quiet_libraries()
@@ -46,10 +47,13 @@ def main(cfg: DictConfig):
 
 def user_error(error: BaseException) -> str | None:
     """The message to print, alone, for an error the user can fix: a ValueError (or one of our own error
-    classes) raised by our own code, or a Hydra config error. None: a bug, whose traceback is shown."""
+    classes) raised by our own code, a Hydra config error, or the file system's refusal of a write (a full
+    disk, a read-only folder: `errors.file_system_problem`). None: a bug, whose traceback is shown."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if (problem := file_system_problem(error)) is not None:
+        return problem
     if isinstance(error, (HydraException, OmegaConfBaseException)):
         text = str(error).split("Config search path:")[0]  # where Hydra looked: --info searchpath shows it
         first, *rest = [line.strip() for line in text.splitlines() if line.strip()]

@@ -24,6 +24,7 @@ from ..compat import (
     last_saved_step,
     save_last_checkpoint,
 )
+from ..errors import file_system_error
 from .files import PARTIAL
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(staging, path)
+        except Exception as error:
+            # a full disk reaches torch's zip writer as a RuntimeError ("unexpected pos"): say which file
+            cause = file_system_error(error)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, path) from error
         finally:
             if os.path.exists(staging):
                 os.remove(staging)

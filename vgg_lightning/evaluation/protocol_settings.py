@@ -6,6 +6,9 @@ aggregation over Q (Appendix B) and the transfer task's input, and their checks.
 from __future__ import annotations
 
 import os
+import zipfile
+
+import numpy as np
 
 from ..data.options import CROP
 from ..rules import check_rules, is_int, is_number
@@ -55,10 +58,37 @@ def check_eval_settings(eval_cfg) -> None:
     check_rules("eval", eval_cfg, EVAL_RULES)
 
 
+# what task=transfer reads of a features.npz (task=features writes these and more)
+FEATURE_ARRAYS = ("features", "labels", "splits", "classes", "dataset", "config", "scales", "aggregate")
+
+
 def existing_features(path: str | None) -> str:
-    """task=transfer's input, `transfer.features`, refused when it names no file."""
+    """task=transfer's input, `transfer.features`, refused when it names no file, or a file that is not a
+    features.npz of task=features: not an .npz, an array missing, or an array of Python objects, which only
+    unpickling could read (never done: unpickling runs code). Only the arrays' headers are read here."""
     if not path:
         raise ValueError("task=transfer needs transfer.features=<a task=features run dir>/features.npz")
     if not os.path.isfile(path):
         raise ValueError(f"transfer.features={path!r} does not exist: run task=features first")
+    not_ours = f"transfer.features={path!r} is not a features.npz of task=features"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            dtypes = {name.removesuffix(".npy"): _npy_dtype(archive, name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise ValueError(f"{not_ours} (not a NumPy .npz archive: {error})") from None
+    missing = [name for name in FEATURE_ARRAYS if name not in dtypes]
+    objects = [name for name, dtype in dtypes.items() if dtype.hasobject]
+    if missing or objects:
+        problem = f"it lacks {', '.join(missing)}" if not objects else (
+            f"its array(s) {', '.join(objects)} hold Python objects (dtype object), which only unpickling could "
+            f"read: never done, as unpickling can run code")  # fmt: skip
+        raise ValueError(f"{not_ours}: {problem}. Make it with task=features")
     return str(path)
+
+
+def _npy_dtype(archive: zipfile.ZipFile, name: str) -> np.dtype:
+    """The dtype in the header of an .npy member (its data is not read)."""
+    with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return read_header(f)[2]

@@ -52,9 +52,10 @@ def run(cfg: DictConfig) -> dict | None:
     import time
 
     from ..app.job import output_dir
+    from ..app.run_dir import FEATURES
     from ..app.trainer import build_trainer
     from ..compat import skip_checkpoint_on_test
-    from ..evaluation.descriptors import FEATURES, SHARDS, FeatureExtractor, Shards, write_features
+    from ..evaluation.descriptors import SHARDS, FeatureExtractor, Shards, write_features
     from ..speed import on_here
 
     started = time.time()
@@ -64,10 +65,7 @@ def run(cfg: DictConfig) -> dict | None:
     images = read_labelled(settings.dataset, settings.root, settings.splits)  # the layout is checked first
     nets, sources = feature_nets(cfg)
     config = "+".join(net.config for net in nets)
-    run_dir = output_dir()
-    if (run_dir / FEATURES).is_file():
-        log.info("%s exists: nothing to compute (a new run dir computes them anew)", run_dir / FEATURES)
-        return None
+    run_dir = output_dir()  # a finished run's features.npz is never replaced (app.run_dir.check_fresh_run)
     trainer = build_trainer(cfg, {"config": config, "train_scale": None, "test_scales": scales})
     shard_settings = {"dataset": images.name, "images": len(images), "scales": scales, "aggregate": aggregate,
                       "nets": sources, "normalize": cfg.data.normalize}  # fmt: skip
@@ -97,4 +95,4 @@ def run(cfg: DictConfig) -> dict | None:
     trainer.strategy.barrier()  # every rank's shards are on disk
     if not trainer.is_global_zero:
         return None
-    return write_features(run_dir, images, shards, config, sources, scales, aggregate, started)
+    return write_features(run_dir / FEATURES, images, shards, config, sources, scales, aggregate, started)
