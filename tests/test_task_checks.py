@@ -147,6 +147,7 @@ BAD_VALUES = {
     "scales_below_224": (["eval.scales=[100]"], ["eval.scales=[100]", "224"]),
     "batch_size_zero": (["data.batch_size=0"], ["data.batch_size=0"]),
     "negative_lr": (["optim.lr=-1"], ["optim.lr=-1"]),
+    "epochs_not_a_number": (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "an int number of epochs"]),
     "unknown_task": (["task=nope"], ["task='nope'", "train, eval"]),
     "missing_root": (["data=imagefolder", "data.root=/no/such/root"], ["/no/such/root", "does not exist"]),
     "missing_checkpoint": (["task=eval", "ckpt_path=/no/such.ckpt"], ["/no/such.ckpt", "does not exist"]),

@@ -3,6 +3,7 @@ registry (`tasks.TASKS`), with one-line errors."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -83,6 +84,7 @@ def cli() -> None:
         os.environ.update(HYDRA_FULL_ERROR="1", **{ONE_LINE_ERRORS: "1"})  # inherited by the ranks it starts
     if os.environ.get(ONE_LINE_ERRORS) != "1":
         return main()
+    logging.raiseExceptions = False  # a full disk is said once, below, not again by each log line it cannot write
     try:
         main()
     except Exception as error:
