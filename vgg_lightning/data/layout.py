@@ -106,6 +106,8 @@ def split_samples(split_root: str, outside: list[str] | None = None) -> tuple[li
 
 def validate_layout(root: str, splits: Sequence[str] = SPLITS, num_classes: int | None = None) -> list[str]:
     """Check `root/<split>/<class>/<images>` before any work; returns the sorted class names."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataLayoutError(f"data root {root!r} is a file: set data.root to the folder holding train/ and val/")
     if not os.path.isdir(root):
         raise DataLayoutError(
             f"data root {root!r} does not exist. Set data.root=/path/to/imagenet (with train/ and val/ "

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from ..data.options import check_data_settings
 from ..models.choices import check_model_settings
 from ..paper import figures
+from ..rules import check_rules, is_int
 from ..training.recipe_settings import check_trainer_settings
 from . import eval as evaluate
 from . import features, predict, train, transfer
@@ -41,6 +42,7 @@ def check(cfg: DictConfig) -> ModuleType:
     task = task_named(cfg.task)
     if isinstance(cfg.get("paper"), str):
         figures(cfg.paper)  # the row an experiment names (a file of one's own may give figures instead)
+    check_rules("", cfg, {"seed": (lambda s: is_int(s) and 0 <= s < 2**32, "an int in [0, 2^32) (0: the default)")})
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)
     check_trainer_settings(cfg.trainer)

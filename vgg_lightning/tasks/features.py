@@ -2,7 +2,8 @@
 
 The nets are our checkpoints (`ckpt_path` and `features.ensemble`, stacked) or torchvision's
 (`weights=torchvision`); the descriptor is `evaluation.descriptors`'. A stopped job run again in the same run
-dir (`hydra.run.dir=<it>`) computes only the images no shard holds. Rank 0 then joins the shards into
+dir (`hydra.run.dir=<it>`) computes only the images no shard holds; a finished one's dir is refused, as any
+finished run's (`app.run_dir.check_fresh_run`). Rank 0 then joins the shards into
 features.npz (`features` N x D float32, `labels`, `paths`, `splits`, `classes` and the settings).
 """
 
@@ -14,14 +15,14 @@ from omegaconf import DictConfig
 
 from ..checkpoints.files import CheckpointError, check_files_exist, weights_paths
 from ..data.readers import read_labelled
-from ..evaluation.protocol_settings import check_aggregate
+from ..evaluation.protocol_settings import check_aggregate, check_features_settings
 
 log = logging.getLogger(__name__)
 SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 
 def check(cfg: DictConfig) -> None:
-    check_aggregate(cfg.features.aggregate)
+    check_features_settings(cfg.features)
     if not cfg.get("weights"):
         check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.features.get("ensemble")))
     # the reader checks the layout as it lists the images (again in the run)

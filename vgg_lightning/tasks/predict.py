@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ..checkpoints.files import check_files_exist, weights_paths
 from ..data.layout import image_files, is_image_file, utf8_name
 from ..evaluation.protocol_settings import check_eval_settings
+from ..rules import check_rules, is_int
 
 log = logging.getLogger(__name__)
 SUMMARY = "classify images (inputs=...): predictions.csv"
@@ -46,6 +47,7 @@ def input_files(inputs: str | None) -> list[str]:
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
+    check_rules("", cfg, {"top_k": (lambda k: is_int(k) and k >= 1, "an int >= 1 (classes per image, 5)")})
     if not cfg.get("weights"):
         check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
     input_files(cfg.get("inputs"))
