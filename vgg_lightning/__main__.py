@@ -34,8 +34,8 @@ PACKAGE = str(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
 def main(cfg: DictConfig):
-    task = check(cfg)  # every value the task reads, refused before any work (torch-free)
     check_multirun(cfg)
+    task = check(cfg)  # every value the task reads, refused before any work (torch-free)
     check_objective(cfg.get("optimized_metric"), HydraConfig.get().mode == RunMode.MULTIRUN, external_launcher())
     print_config_tree(cfg)
     quiet_libraries()
