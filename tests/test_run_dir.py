@@ -1,6 +1,8 @@
 """A run dir belongs to one run (issue 16): a fresh run over a finished one is refused (or its files moved aside),
 `ckpt_path=last` resumes the newest state, a refused job leaves the dir as it was, and a live run's lock refuses
-another while a dead one's is taken over."""
+another while a dead one's is taken over. Issue 29: the lock is never taken while its owner writes it, no task
+replaces a finished run's files, and a dir the file system refuses (a name too long, read-only, full) or a
+`last.ckpt` cut short is said in one line, with nothing written lost."""
 
 from __future__ import annotations
 

@@ -118,7 +118,9 @@ def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k
 def write_predictions(rows: list[dict], path: str) -> None:
     """predictions.csv, atomically (a reader never sees half a file)."""
     staging = f"{path}.tmp"
-    with open(staging, "w", newline="") as f:
+    # UTF-8 whatever the locale; a class name that is not (kept by a checkpoint from before the data walk refused
+    # such names) is written escaped (caf\udce9) rather than failing the whole file
+    with open(staging, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["path", "class", "probability"])
         writer.writeheader()
         writer.writerows(rows)
