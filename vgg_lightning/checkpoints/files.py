@@ -24,15 +24,19 @@ class CheckpointError(ValueError):
 
 
 def existing_checkpoint(path: str) -> str:
-    """`path`, or a CheckpointError when no file is there."""
+    """`path`, or a CheckpointError when no file is there (a run dir named instead: its last.ckpt is said)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a folder: name a file in it, e.g. {last_checkpoint(path)}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     return path
 
 
-def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | None) -> list[str]:
-    """The checkpoints a task tests or describes with: ckpt_path, then those of its ensemble setting."""
-    return [str(p) for p in [ckpt_path, *(ensemble or [])] if p]
+def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | str | None) -> list[str]:
+    """The checkpoints a task tests or describes with: ckpt_path, then those of its ensemble setting (a list,
+    or one checkpoint given alone: `eval.ensemble=b.ckpt`)."""
+    others = [ensemble] if isinstance(ensemble, str) else ensemble or []
+    return [str(p) for p in [ckpt_path, *others] if p]
 
 
 def check_files_exist(paths: Sequence[str | None]) -> None:

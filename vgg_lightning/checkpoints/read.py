@@ -120,12 +120,13 @@ def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
             found[path] = recorded_progress(path)
         except CheckpointError as error:
             refused[path] = str(error).replace(repr(str(path)), "it")
-    if not found:
+    if not found:  # starting afresh would overwrite them: the user decides
+        names = ", ".join(str(path.relative_to(run_dir)) for path in candidates)
         reasons = "; ".join(f"{path.name}: {reason}" for path, reason in refused.items())
         raise CheckpointError(
-            f"ckpt_path=last: no checkpoint in {folder} can be resumed from ({reasons}). Pass ckpt_path=<the "
-            "checkpoint to resume from>, or start afresh without ckpt_path=last and with move_aside=true (the old "
-            "files are kept)"
+            f"ckpt_path=last: {names} in {run_dir} cannot be read ({reasons}), so there is no state to resume. "
+            "Resume from another file with ckpt_path=<checkpoint>, or start afresh without ckpt_path=last and with "
+            "move_aside=true (the old files are kept)"
         )
     for path, reason in refused.items():
         log.warning("ckpt_path=last: passing over %s (%s)", path, reason)
