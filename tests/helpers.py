@@ -58,10 +58,12 @@ def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = 
 
 # Several invocations of the CLI in one Python process, each as its own command would end (exit code, stderr)
 _CALLS = """
-import contextlib, io, json, runpy, sys
+import contextlib, io, json, os, runpy, sys
 from hydra.core.global_hydra import GlobalHydra
-ended = []
+ended, environ = [], dict(os.environ)
 for module, args in json.loads(sys.argv[1]):
+    os.environ.clear()
+    os.environ.update(environ)  # as a new process would find it (the app sets HYDRA_FULL_ERROR for its ranks)
     sys.argv, err, code = [module, *args], io.StringIO(), 0
     with contextlib.redirect_stderr(err):
         try:
