@@ -56,6 +56,44 @@ def run_cli(*args: str, env: dict, cwd: Path, check: bool = True, module: str = 
     return result
 
 
+# Several invocations of the CLI in one Python process, each as its own command would end (exit code, stderr)
+_CALLS = """
+import contextlib, io, json, os, runpy, sys
+from hydra.core.global_hydra import GlobalHydra
+ended, environ = [], dict(os.environ)
+for module, args in json.loads(sys.argv[1]):
+    os.environ.clear()
+    os.environ.update(environ)  # as a new process would find it (the app sets HYDRA_FULL_ERROR for its ranks)
+    sys.argv, err, code = [module, *args], io.StringIO(), 0
+    with contextlib.redirect_stderr(err):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            code = exit.code
+            if not isinstance(code, int) and code is not None:  # as the interpreter ends: the message, exit 1
+                print(code, file=sys.stderr)
+                code = 1
+    GlobalHydra.instance().clear()
+    ended.append({"returncode": code or 0, "stderr": err.getvalue()})
+print(json.dumps(ended))
+"""
+
+
+def run_cli_calls(*calls: list[str], env: dict, cwd: Path, module: str = "vgg_lightning") -> list:
+    """`python -m vgg_lightning ARGS` for each ARGS in `calls` (or `[MODULE, *ARGS]` when a call starts with
+    `-m`: `["-m", "vgg_lightning.export", ...]`), run one after the other in one Python process: for short commands
+    (refusals, stops before a run's work), where a process each would cost a start with torch each. Each result has the
+    `returncode` and `stderr` its own command would have (stdout is not kept)."""
+    calls_json = json.dumps([(c[1], list(c[2:])) if c[:1] == ["-m"] else (module, list(c)) for c in calls])
+    done = subprocess.run([sys.executable, "-c", _CALLS, calls_json], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-5000:]
+    return [
+        subprocess.CompletedProcess(c, r["returncode"], "", r["stderr"])
+        for c, r in zip(calls, json.loads(done.stdout.splitlines()[-1]))
+    ]
+
+
 def read_results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 

@@ -77,10 +77,11 @@ def test_torchvision_state_dict_through_the_cli(ckpt, tmp_path, cli_env):
 def test_a_failed_check_writes_nothing_and_onnx_without_its_packages_says_what_to_install(ckpt, tmp_path, monkeypatch):
     import vgg_lightning.export as exporter
 
-    monkeypatch.setattr(exporter, "run_torchscript", lambda path, x: torch.jit.load(path)(x) + 1.0)
-    with pytest.raises(ExportError, match="disagrees with the checkpoint"):
-        export(ckpt, "torchscript", str(tmp_path / "bad.pt"))
-    assert list(tmp_path.iterdir()) == []
+    for wrong in (1.0, float("nan")):  # a NaN is neither within the tolerance nor beyond it: it fails too
+        monkeypatch.setattr(exporter, "run_torchscript", lambda path, x, wrong=wrong: torch.jit.load(path)(x) + wrong)
+        with pytest.raises(ExportError, match="disagrees with the checkpoint"):
+            export(ckpt, "torchscript", str(tmp_path / "bad.pt"))
+        assert list(tmp_path.iterdir()) == []
 
     real_import = builtins.__import__
 

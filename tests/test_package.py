@@ -82,28 +82,29 @@ def test_the_cycle_finder_finds_a_planted_circle():
 
 
 # The floors of the house: what each room may import of ours, nothing above it (`vgg_lightning`, the package
-# itself, is no room). paper, compat, rules and errors know nothing of ours, the model zoo only the paper (and how
-# a setting is checked); tasks is the top floor, under __main__ alone.
-GROUND = {"paper", "compat", "rules", "errors"}
+# itself, is no room). paper, compat, rules, errors and signals know nothing of ours, the model zoo only the paper
+# (and how a setting is checked); tasks is the top floor, under __main__ alone.
+GROUND = {"paper", "compat", "rules", "errors", "signals"}
 BELOW_TRAINING = GROUND | {"models", "data", "speed", "checkpoints"}
 LAYERS = {
     "paper": set(),
     "compat": set(),
     "rules": set(),
     "errors": set(),
+    "signals": set(),
     "models": {"paper", "rules"},
     "data": GROUND,
     "speed": {"models"},
-    "checkpoints": {"models", "compat", "errors"},
+    "checkpoints": {"models", "compat", "errors", "signals"},
     "tracking": {"paper"},
     "evaluation": BELOW_TRAINING,
     "training": BELOW_TRAINING | {"evaluation"},
-    "app": {"paper", "checkpoints", "speed", "tracking", "training", "errors"},  # the Trainer gets the recipe's DDP
+    "app": {"paper", "checkpoints", "speed", "tracking", "training", "errors", "signals"},  # the Trainer gets DDP
     "report": {"paper", "models", "tracking", "errors"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
-    "reproduce": {"paper", "app", "checkpoints"},
+    "reproduce": {"paper", "app", "checkpoints", "signals"},
     "export": {"models", "checkpoints", "errors"},
-    "__main__": {"app", "tasks", "tracking", "errors"},
+    "__main__": {"app", "tasks", "tracking", "errors", "signals"},
 }
 
 

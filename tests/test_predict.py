@@ -11,7 +11,7 @@ from helpers import read_results, run_cli
 
 from vgg_lightning.data.classes import class_names, imagenet_categories
 from vgg_lightning.data.demo import CLASSES as DEMO_CLASSES
-from vgg_lightning.evaluation.predictor import Predictor
+from vgg_lightning.evaluation.predictor import Predictor, prediction_rows
 from vgg_lightning.models import build_vgg, to_torchvision
 from vgg_lightning.tasks.predict import input_files
 
@@ -108,3 +108,12 @@ def test_the_readme_python_api_runs_as_written(trained, demo_root, capsys):
     assert len(printed) == 3 and all(line.split(":")[0] in DEMO_CLASSES for line in printed)
     expected = Predictor.from_checkpoint(str(trained), protocol="dense")(str(image), k=3)
     assert printed == [f"{name}: {p:.3f}" for name, p in expected]
+
+
+def test_probabilities_that_are_not_finite_are_refused_naming_an_image():
+    """A net whose outputs overflow: no predictions.csv of NaN rows."""
+    predictor = Predictor([build_vgg("A", num_classes=3, width=0.0625)], ["a", "b", "c"])
+    outputs = [[(torch.tensor([[0.2, 0.3, 0.5], [float("nan")] * 3]), torch.tensor([0, 1]))]]
+    with pytest.raises(ValueError, match=r"not finite \(NaN or inf\) for 1 image\(s\), e.g. two.jpg"):
+        prediction_rows(predictor, ["one.jpg", "two.jpg"], outputs, k=2)
+    assert prediction_rows(predictor, ["one.jpg"], [[(torch.tensor([[0.2, 0.3, 0.5]]), torch.tensor([0]))]], k=2)

@@ -1,15 +1,16 @@
-"""The training recipe of Sec. 3.1: the global batch on any number of devices, the paper's defaults, and the
-plateau schedule."""
+"""The training recipe of Sec. 3.1: the global batch on any number of devices, the paper's defaults, the plateau
+schedule; and a run that diverges stops, naming the step, with none of its diverged weights kept or used."""
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
 import torch
-from helpers import compose_cfg
+from helpers import FAST, assert_one_line_error, compose_cfg, run_cli_calls
 from torch.utils.data import DataLoader
 
 from vgg_lightning import paper
+from vgg_lightning.checkpoints.read import read_checkpoint
 from vgg_lightning.data.datamodule import ImageNetDataModule, batch_plan
 from vgg_lightning.training.global_batch import accumulate_to_global_batch
 from vgg_lightning.training.module import VGGClassifier
@@ -86,3 +87,54 @@ def test_plateau_divides_the_lr_by_10_three_times_then_stops():
     # epoch 0 sets the best error; each later epoch is a plateau: 3 decreases, and the 4th plateau ends training
     assert rates.seen == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4, 1e-5])  # one batch per epoch: 5 epochs trained
     assert trainer.should_stop and trainer.current_epoch < trainer.max_epochs
+
+
+# -- divergence -----------------------------------------------------------------------------------------------------
+def test_a_diverging_run_stops_naming_the_step_and_no_file_keeps_or_uses_its_weights(
+    cli_env, tmp_path, demo_root, demo_run
+):
+    """lr 10 without clipping: the loss is NaN at step 3. A checkpoint is asked for at every step, so a save
+    comes before the loggers read the loss: the run stops there, with no best checkpoint, no results, and a
+    last.ckpt of finite weights from before. A checkpoint holding NaN (as older versions wrote) is refused by
+    every task that reads one. Four commands, one process."""
+    run_dir = tmp_path / "diverged"
+    nan = tmp_path / "nan.ckpt"
+    checkpoint = read_checkpoint(str(demo_run / "checkpoints" / "last.ckpt"))
+    checkpoint["state_dict"]["net.features.conv1_1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(checkpoint, nan)
+    train = ["experiment=demo", f"data.root={demo_root}", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=4",
+             "optim.lr=10", "trainer.gradient_clip_val=null", "callbacks.model_checkpoint.every_n_train_steps=1",
+             "print_config=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    uses = [["task=predict", f"ckpt_path={nan}", f"inputs={demo_root}/val", "print_config=false",
+             f"hydra.run.dir={tmp_path / 'p'}"],
+            ["experiment=demo", f"data.root={demo_root}", "task=eval", f"ckpt_path={nan}", "print_config=false",
+             f"hydra.run.dir={tmp_path / 'e'}"],
+            ["-m", "vgg_lightning.export", str(nan), "--to", "torchvision", "--out", str(tmp_path / "x.pth")]]  # fmt: skip
+    diverged, *refused = run_cli_calls(train, *uses, env=cli_env, cwd=tmp_path)
+    assert_one_line_error(diverged, "training diverged at step 3: its loss is nan (the last finite loss: ",
+                          "no checkpoint holds weights from after step 2. Lower optim.lr")  # fmt: skip
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.ckpt"]  # no best, no interrupted state
+    last = read_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+    assert last["global_step"] == 2 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert not (run_dir / "results.json").exists()
+    for result in refused:
+        assert_one_line_error(result, f"'{nan}' holds weights that are not finite (net.features.conv1_1.weight)")
+    assert not (tmp_path / "x.pth").exists() and not (tmp_path / "p" / "predictions.csv").exists()
+
+
+def test_the_loss_watch_reads_nothing_back_between_checks():
+    """The device-side record of the losses: the step and the last finite loss named from it (in the CLI test
+    above, the check comes at a save; here at the loggers' step)."""
+    from vgg_lightning.training.divergence import Diverged, LossWatch
+
+    watch = LossWatch()
+    watch.start(global_step=10, accumulate=2)  # resumed at step 10, two batches a step
+    for loss in (2.5, 2.25, 2.0, float("inf"), float("nan")):
+        watch.update(torch.tensor(loss))
+    with pytest.raises(Diverged, match=r"diverged at step 12: its loss is inf \(the last finite loss: 2\)"):
+        watch.check()
+    watch.start(global_step=0, accumulate=1)
+    watch.update(torch.tensor(1.0))
+    watch.check()
+    with pytest.raises(Diverged, match="after step 1, w hold NaN or inf"):
+        watch.check_weights({"w": torch.tensor([1.0, float("nan")]), "steps": torch.tensor(3)}, 1)

@@ -4,6 +4,7 @@ demo set read as a user would."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -171,9 +172,16 @@ def test_the_report_skips_malformed_results_naming_each(cli_env, tmp_path):
             "paper": {"top1_error": 29.6, "top5_error": 10.4}}  # fmt: skip
     (tmp_path / "runs" / "demo").mkdir()
     (tmp_path / "runs" / "demo" / "results.json").write_text(json.dumps(demo))
+    (tmp_path / "runs" / "diverged").mkdir()  # what a diverged run wrote before it was stopped: NaN figures
+    (tmp_path / "runs" / "diverged" / "results.json").write_text(
+        json.dumps({**demo, "top1_error": 50.0, "nll": math.nan})
+    )
     result = run_cli(str(tmp_path / "runs"), env=cli_env, cwd=tmp_path, module="vgg_lightning.report")
     for name in ("list", "empty"):
         assert f"skipping {tmp_path / 'runs' / name / 'results.json'}" in result.stderr
+    diverged = tmp_path / "runs" / "diverged" / "results.json"
+    assert f"skipping {diverged}: its figures are not finite (nll: nan): the run diverged" in result.stderr
+    assert "50.0" not in result.stdout
     assert "57.9" not in result.stdout and "+" not in result.stdout.split("demo", 1)[1].splitlines()[0]
 
 

@@ -1,15 +1,18 @@
-"""`python -m vgg_lightning.reproduce`: the plan's order, its commands, resuming a stopped plan, a real run."""
+"""`python -m vgg_lightning.reproduce`: the plan's order, its commands, resuming a stopped plan, a signal passed to
+the run under way, a real run."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import read_results, run_cli
 
-from vgg_lightning import paper, reproduce
+from vgg_lightning import paper, reproduce, signals
 from vgg_lightning.reproduce import command, plan
 
 TABLE_3_ORDER = [
@@ -61,7 +64,7 @@ def test_commands_wire_each_row_to_its_parents_checkpoint():
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a dry run ran something"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("a dry run ran something"))
     (tmp_path / "table3" / "A_S256").mkdir(parents=True)
     (tmp_path / "table3" / "A_S256" / "results.json").write_text("{}")
     assert reproduce.main(["table3", "--dry-run", "--out", str(tmp_path), "data.root=/data"]) == 0
@@ -75,32 +78,54 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch)
 
 
 class FakeRuns:
-    """Stands in for the subprocesses: writes the run's results.json, or fails at the row named `fail_at`."""
+    """Stands in for the runs' processes (subprocess.Popen): writes the run's results.json, or fails at the row
+    named `fail_at`, or, at the row named `terminated_at`, has the plan itself sent SIGTERM while it waits (as
+    `timeout`, Kubernetes or `kill PID` would) and ends as a run that got it ends: status 143."""
 
-    def __init__(self, fail_at: str | None = None) -> None:
-        self.fail_at, self.ran = fail_at, []
+    def __init__(self, fail_at: str | None = None, terminated_at: str | None = None) -> None:
+        self.fail_at, self.terminated_at, self.ran, self.signals = fail_at, terminated_at, [], []
 
     def __call__(self, cmd, **kwargs):
-        experiment = next(a.split("=", 1)[1] for a in cmd if a.startswith("experiment="))
-        self.ran.append(experiment)
-        if experiment == self.fail_at:
-            return subprocess.CompletedProcess(cmd, 1)
-        run_dir = Path(next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir=")))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "results.json").write_text("{}")
-        return subprocess.CompletedProcess(cmd, 0)
+        assert kwargs.get("start_new_session"), "a run in the plan's session would get a terminal's Ctrl-C twice"
+        self.experiment = next(a.split("=", 1)[1] for a in cmd if a.startswith("experiment="))
+        self.ran.append(self.experiment)
+        if self.experiment not in (self.fail_at, self.terminated_at):
+            run_dir = Path(next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir=")))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "results.json").write_text("{}")
+        return self
+
+    def wait(self) -> int:
+        if self.experiment == self.terminated_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return 143 if self.signals == [signal.SIGTERM] else 0
+        return 1 if self.experiment == self.fail_at else 0
+
+    def send_signal(self, signum: int) -> None:
+        self.signals.append(signum)
 
 
 def test_a_stopped_plan_resumes_where_it_stopped(tmp_path, monkeypatch):
     stopped = FakeRuns(fail_at="table3/C_S256")
-    monkeypatch.setattr(subprocess, "run", stopped)
+    monkeypatch.setattr(subprocess, "Popen", stopped)
     assert reproduce.main(["table3", "--out", str(tmp_path)]) == 1
     assert stopped.ran == ["table3/A_S256", "table3/A-LRN_S256", "table3/B_S256", "table3/C_S256"]
 
     resumed = FakeRuns()
-    monkeypatch.setattr(subprocess, "run", resumed)
+    monkeypatch.setattr(subprocess, "Popen", resumed)
     assert reproduce.main(["table3", "--out", str(tmp_path)]) == 0
     assert resumed.ran == [f"table3/{name}" for name in TABLE_3_ORDER[3:]]  # from the row that failed on
+
+
+def test_a_plan_sent_sigterm_passes_it_to_its_run_and_ends_with_the_runs_status(tmp_path, monkeypatch):
+    """Before, the plan died alone (the run it had started went on training, orphaned)."""
+    terminated = FakeRuns(terminated_at="table3/A-LRN_S256")
+    monkeypatch.setattr(subprocess, "Popen", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert reproduce.main(["table3", "--out", str(tmp_path)]) == 143  # not done: a scheduler runs it again
+    assert terminated.ran == ["table3/A_S256", "table3/A-LRN_S256"] and terminated.signals == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == handler
+    assert signals.exit_status(-signal.SIGKILL) == 137
 
 
 def test_reproduce_on_demo_data_end_to_end(tmp_path, demo_root, cli_env):

@@ -1,7 +1,8 @@
 """Preemption: a run killed with SIGKILL (mid-epoch before an lr cut, in the first epoch, after SLURM's hpc
-checkpoint) and resumed ends exactly as one that never stopped (weights, momentum buffers, lr, plateau schedule,
-step, logged rows), single-process and DDP; checkpoints are written atomically; resuming with no checkpoint yet
-starts fresh and says so."""
+checkpoint), or stopped by a signal (Ctrl-C mid-step, SIGTERM during validation), and resumed ends exactly as one
+that never stopped (weights, momentum buffers, lr, plateau schedule, step, logged rows), single-process and DDP;
+a signal with nothing to save stops at once, exit 128 + its number; checkpoints are written atomically; resuming
+with no checkpoint yet starts fresh and says so."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import FAST, run_cli, with_callbacks
+from helpers import FAST, STEPS, errors, run_cli, run_cli_calls, with_callbacks
 
 from vgg_lightning.checkpoints.write import AtomicCheckpointIO, BackgroundCheckpointIO, PreemptibleCheckpoint
 from vgg_lightning.report.runs import training_curve
@@ -165,7 +166,10 @@ def test_resume_with_no_checkpoint_starts_fresh_and_says_so(cli_env, tmp_path, d
         env=cli_env,
         cwd=tmp_path,
     )
-    assert "no checkpoint" in result.stdout + result.stderr and "starting fresh" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert "no checkpoint" in log and "starting fresh" in log
+    # and nothing else picks one: Lightning's own "last" rule said so on every fresh run, wrongly
+    assert "was called without a model" not in log and "Restoring states" not in log
     assert (tmp_path / "run" / "results.json").exists()
 
 
@@ -249,3 +253,79 @@ def test_a_background_save_writes_the_state_it_was_given_in_the_order_asked(tmp_
     assert [name for name, _ in inner.threads] == ["last.ckpt", "hpc_ckpt_1.ckpt"] and not older.exists()
     assert torch.equal(torch.load(last, weights_only=True)["w"], torch.zeros(3))  # the state when it was saved
     io.teardown()
+
+
+# -- signals: a run stopped by one leaves its state at the step boundary, exits 128 + the signal, resumes exactly
+def stopped_then_resumed(run_dir, common, env, signal_at: list[str], status: int):
+    stopped = run_cli(*common, f"hydra.run.dir={run_dir}", "+callbacks.signal._target_=trust_callbacks.SignalAt",
+                      *signal_at, env=env, cwd=run_dir.parent, check=False)  # fmt: skip
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    saved = run_dir / "checkpoints" / "last-interrupted.ckpt"
+    step = torch.load(saved, map_location="cpu", weights_only=True)["global_step"]
+    # the user's one line: what stopped the run, the step and the file kept, how to resume
+    assert errors(stopped)[-1] == f"stopped by {signal.Signals(status - 128).name}: the state after step {step} is in " \
+        f"{saved}; resume with ckpt_path=last", stopped.stderr[-3000:]  # fmt: skip
+    assert not (run_dir / "results.json").exists()
+    resumed = run_cli(*common, f"hydra.run.dir={run_dir}", "ckpt_path=last", env=env, cwd=run_dir.parent)
+    assert f"resuming from {saved} (step {step}" in resumed.stdout + resumed.stderr
+    assert not saved.exists()  # a fit that ended normally leaves no interrupted state behind
+    return step, end_state(run_dir)
+
+
+@ON_STRAIGHTS_WORKER
+def test_ctrl_c_in_the_middle_of_a_step_stops_after_it_and_resumes_exactly(cli_env, tmp_path, demo_root, straight):
+    """Between a step's backward and its update: Lightning's KeyboardInterrupt saved that half-done state (the
+    step's dropout masks drawn, its batch consumed, its update not made)."""
+    at = ["+callbacks.signal.signal=SIGINT", "+callbacks.signal.step=7"]
+    step, resumed = stopped_then_resumed(
+        tmp_path / "run", [*RUN, f"data.root={demo_root}"], with_callbacks(cli_env), at, 130
+    )
+    assert step == 7
+    assert_same_end_state(resumed, straight)
+
+
+@ON_STRAIGHTS_WORKER
+def test_sigterm_during_validation_stops_at_the_next_step_exits_143_and_resumes_exactly(
+    cli_env, tmp_path, demo_root, straight
+):
+    """What schedulers, `timeout`, `docker stop` and Kubernetes send: Lightning ended the run with exit status 0,
+    no checkpoint and no results (a plan reading exit codes took it for done)."""
+    at = ["+callbacks.signal.signal=SIGTERM", "+callbacks.signal.validation=1"]
+    step, resumed = stopped_then_resumed(
+        tmp_path / "run", [*RUN, f"data.root={demo_root}"], with_callbacks(cli_env), at, 143
+    )
+    assert step == 9  # epoch 1 ends at step 8; its validation finishes, step 9 is the next whole state
+    assert_same_end_state(resumed, straight)
+
+
+def test_a_signal_with_nothing_to_save_stops_the_run_at_once(cli_env, tmp_path, demo_root):
+    """Before the first step (the Trainer's setup), after training (the final test), and a second Ctrl-C: exit
+    128 + the signal at once, one line, the checkpoints already written kept. Three commands, one process."""
+    common = ["experiment=demo", f"data.root={demo_root}", *STEPS, "trainer.max_steps=4", "trainer.limit_train_batches=4",
+              "+callbacks.signal._target_=trust_callbacks.SignalAt"]  # fmt: skip
+    runs = {"setup": ["+callbacks.signal.stage=setup"], "test": ["+callbacks.signal.stage=test"],
+            "twice": ["+callbacks.signal.signal=SIGINT", "+callbacks.signal.step=2", "+callbacks.signal.twice=true"]}  # fmt: skip
+    calls = [[*common, *args, f"hydra.run.dir={tmp_path / name}"] for name, args in runs.items()]
+    setup, test, twice = run_cli_calls(*calls, env=with_callbacks(cli_env), cwd=tmp_path)
+    assert (setup.returncode, test.returncode, twice.returncode) == (143, 143, 130)
+    assert errors(setup)[-1] == "stopped by SIGTERM: no training step was under way (nothing to save)"
+    assert not list((tmp_path / "setup").glob("checkpoints/*"))
+    assert errors(test)[-1] == "stopped by SIGTERM: no training step was under way (nothing to save)"
+    assert (tmp_path / "test" / "checkpoints" / "last.ckpt").is_file() and not (
+        tmp_path / "test" / "results.json"
+    ).exists()
+    assert errors(twice)[-1].startswith("stopped by SIGINT: at once, without this step's state")
+    assert not (tmp_path / "twice" / "checkpoints" / "last-interrupted.ckpt").exists()
+
+
+def test_ddp_ranks_stop_at_the_same_step_when_only_rank_0_gets_the_signal(cli_env, tmp_path, demo_root):
+    """`kill PID` reaches one process: the ranks agree on the step (else rank 0 would wait forever for the
+    others in the save's collectives), each saves its own random state into the one checkpoint."""
+    run_dir = tmp_path / "run"
+    stopped = run_cli(*RUN, f"data.root={demo_root}", *DDP, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}",
+                      "+callbacks.signal._target_=trust_callbacks.SignalAt", "+callbacks.signal.step=3",
+                      "+callbacks.signal.rank=0", env=with_callbacks(cli_env), cwd=tmp_path, check=False)  # fmt: skip
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    saved = torch.load(run_dir / "checkpoints" / "last-interrupted.ckpt", map_location="cpu", weights_only=True)
+    (states,) = [v["ranks"] for k, v in saved["callbacks"].items() if "RandomStateCheckpoint" in k]
+    assert saved["global_step"] == 3 and len(states) == 2

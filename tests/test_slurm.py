@@ -1,7 +1,8 @@
 """On a real single-node SLURM (the `slurm` fixture; skipped without the binaries): a depth sweep through
 hydra/launcher=slurm whose results the report reads; a job preempted with SLURM's time-limit signal, requeued
-and resumed, under submitit and under plain sbatch, each ending with the weights of a run never stopped; two
-srun tasks forming one DDP run in one run dir. CPU, toy sizes."""
+and resumed, under submitit and under plain sbatch, each ending with the weights of a run never stopped; a job
+signalled during start-up, requeued (SIGUSR1) or ended with status 143 (SIGTERM); two srun tasks forming one DDP
+run in one run dir. CPU, toy sizes."""
 
 from __future__ import annotations
 
@@ -106,12 +107,15 @@ def test_launcher_resources_follow_the_workers_and_ask_for_gpus_only_when_the_ru
     }
 
 
+STOP_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT", "SIGHUP")  # a terminal's Ctrl-C reaches the workers too
+
+
 class _HandlerOfUSR1(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 1
 
     def __getitem__(self, index: int) -> dict:
-        return {name: str(signal.getsignal(getattr(signal, name))) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+        return {name: str(signal.getsignal(getattr(signal, name))) for name in STOP_SIGNALS}
 
 
 def test_loader_workers_ignore_the_preemption_signals_the_training_process_handles(demo_root):
@@ -122,7 +126,7 @@ def test_loader_workers_ignore_the_preemption_signals_the_training_process_handl
         loader = torch.utils.data.DataLoader(
             _HandlerOfUSR1(), num_workers=1, worker_init_fn=loader_worker_init, collate_fn=lambda b: b[0]
         )
-        assert next(iter(loader)) == {name: str(signal.SIG_IGN) for name in ("SIGUSR1", "SIGUSR2", "SIGTERM")}
+        assert next(iter(loader)) == {name: str(signal.SIG_IGN) for name in STOP_SIGNALS}
     finally:
         signal.signal(signal.SIGUSR1, previous)
 
@@ -184,38 +188,88 @@ def test_submitit_job_preempted_is_requeued_once_and_resumes_to_the_same_weights
     assert_same_weights(sweep / "0", straight)
 
 
-def test_sbatch_job_preempted_is_requeued_once_and_resumes_from_its_one_hpc_checkpoint(
-    slurm, cli_env, tmp_path, demo_root, straight
-):
-    run_dir, marker, out = tmp_path / "run", tmp_path / "paused", tmp_path / "slurm.out"
+def sbatch(slurm, cli_env, tmp_path, *overrides: str) -> tuple[str, Path]:
+    """The README's sbatch pattern (examples/train_slurm.sbatch) on one node, one task: its job id and output."""
+    out = tmp_path / "slurm.out"
     submitted = subprocess.run(
         ["sbatch", "--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=2", "--time=10",
-         f"--output={out}", str(REPO / "examples" / "train_slurm.sbatch"),
-         *PREEMPTED, f"data.root={demo_root}", "trainer.devices=1", "trainer.num_nodes=1", f"hydra.run.dir={run_dir}",
-         *pause(marker)],
+         f"--output={out}", str(REPO / "examples" / "train_slurm.sbatch"), *overrides,
+         "trainer.devices=1", "trainer.num_nodes=1"],
         env=slurm_env(cli_env, slurm), cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    job_id = submitted.stdout.split()[-1]
-    wait_for(lambda: marker.exists(), "step 7", slurm)
-    # what SLURM sends at --signal=SIGUSR1@120 before the time limit, to every process of the step
-    slurm.run("scancel", "--signal=USR1", job_id)
-    info = wait_for(
+    return submitted.stdout.split()[-1], out
+
+
+def ended(slurm, job_id: str) -> dict:
+    return wait_for(
         lambda: (i := job_info(slurm, job_id))["JobState"] in ("COMPLETED", "FAILED", "CANCELLED") and i,
         "the job to end",
         slurm,
     )
+
+
+def test_sbatch_job_preempted_is_requeued_once_and_resumes_from_the_state_at_the_signal(
+    slurm, cli_env, tmp_path, demo_root, straight
+):
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
+    job_id, out = sbatch(slurm, cli_env, tmp_path, *PREEMPTED, f"data.root={demo_root}", f"hydra.run.dir={run_dir}",
+                         *pause(marker))  # fmt: skip
+    wait_for(lambda: marker.exists(), "step 7", slurm)
+    # what SLURM sends at --signal=SIGUSR1@120 before the time limit, to every process of the step
+    slurm.run("scancel", "--signal=USR1", job_id)
+    info = ended(slurm, job_id)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", out.read_text(errors="replace")[-4000:]
     log = (run_dir / "__main__.log").read_text()  # Hydra's job log, both attempts
-    # acted on once, by the training process (its loader worker ignored it)
-    for line in ("Handling auto-requeue signal", "Requeued SLURM job"):
-        assert len(re.findall(rf"^\[.*\] - {line}", log, re.M)) == 1, log
-    assert "failed with error code" not in log
-    # one checkpoint for the one preemption, holding the state at the signal, and the requeued job restored it
-    assert sorted(p.name for p in run_dir.iterdir() if "ckpt" in p.name) == ["hpc_ckpt_1.ckpt"]
-    hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
-    assert hpc["global_step"] == PAUSE_AT
-    assert f"Restoring states from the checkpoint path at {run_dir / 'hpc_ckpt_1.ckpt'}" in log
+    # acted on once, by the training process (its loader worker ignored it), at the step boundary
+    assert len(re.findall(r"^\[.*\] - SIGUSR1: stopping after this step", log, re.M)) == 1, log
+    saved = run_dir / "checkpoints" / "last-interrupted.ckpt"
+    said = f"stopped by SIGUSR1: the state after step {PAUSE_AT} is in {saved}; resume with ckpt_path=last; " \
+        f"requeued SLURM job {job_id}"  # fmt: skip
+    assert said in out.read_text(errors="replace")
+    # the requeued job restored that state, and the fit that ended removed it
+    assert f"ckpt_path=last: resuming from {saved} (step {PAUSE_AT}" in log and not saved.exists()
+    assert not [p.name for p in run_dir.iterdir() if "hpc_ckpt" in p.name]  # Lightning's own handler stayed out
     assert_same_weights(run_dir, straight)
+
+
+def signal_handlers_installed(job_id: str, signum: int) -> bool:
+    """Whether the job's `python -m vgg_lightning` process catches `signum` (/proc's SigCgt mask): our handlers
+    are in place, and the imports that take seconds have only begun."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            argv = (status.parent / "cmdline").read_bytes().split(b"\0")
+            environ = (status.parent / "environ").read_bytes().split(b"\0")
+            caught = int(re.search(r"^SigCgt:\s*(\w+)", status.read_text(), re.M).group(1), 16)
+        except (OSError, AttributeError):
+            continue
+        if argv[1:3] == [b"-m", b"vgg_lightning"] and f"SLURM_JOB_ID={job_id}".encode() in environ:
+            return bool(caught >> (signum - 1) & 1)
+    return False
+
+
+def test_a_preemption_during_start_up_requeues_the_job_and_a_sigterm_ends_it_with_143(
+    slurm, cli_env, tmp_path, demo_root
+):
+    """A job with a short time limit on a busy machine gets SLURM's signal before training has begun: during the
+    imports (attempt 1: SIGUSR1, the time-limit signal, requeues it: nothing to save yet), then during the
+    Trainer's setup (attempt 2: SIGTERM, a cancellation, ends it with status 143). Before, SIGUSR1 killed the
+    job outright ("task 0: User defined signal 1"), never requeued."""
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
+    hold_in_setup = ["+callbacks.pause._target_=pause_callback.PauseAtStep", "+callbacks.pause.step=0",
+                     f"+callbacks.pause.marker={marker}", "+callbacks.pause.attempt=1"]  # fmt: skip
+    job_id, out = sbatch(slurm, cli_env, tmp_path, *TOY, f"data.root={demo_root}", "data.num_workers=0",
+                         f"hydra.run.dir={run_dir}", *hold_in_setup)  # fmt: skip
+    wait_for(lambda: signal_handlers_installed(job_id, signal.SIGUSR1), "the job's python to start", slurm, timeout=120)
+    slurm.run("scancel", "--signal=USR1", job_id)  # during the imports
+    wait_for(lambda: marker.exists(), "the requeued job's setup", slurm)
+    slurm.run("scancel", "--signal=TERM", job_id)  # during the Trainer's setup
+    info = ended(slurm, job_id)
+    said = out.read_text(errors="replace")
+    assert (info["JobState"], info["Restarts"], info["ExitCode"]) == ("FAILED", "1", "143:0"), said[-4000:]
+    nothing = "no training step was under way (nothing to save)"
+    assert f"stopped by SIGUSR1: {nothing}; requeued SLURM job {job_id}" in said
+    assert f"stopped by SIGTERM: {nothing}" in said and "Traceback" not in said
+    assert not list(run_dir.glob("checkpoints/*"))
 
 
 def test_two_srun_tasks_form_one_ddp_run_in_one_run_dir(slurm, cli_env, tmp_path, demo_root):

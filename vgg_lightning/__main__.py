@@ -1,7 +1,12 @@
 """`python -m vgg_lightning [overrides]` (or `vgg-lightning`): the Hydra app, dispatching on task= through the task
 registry (`tasks.TASKS`), with one-line errors."""
 
+# ruff: noqa: E402  (the signal handlers come first, before the imports that take seconds)
 from __future__ import annotations
+
+from . import signals
+
+signals.install()  # a SIGTERM, Ctrl-C or SLURM's SIGUSR1 from this instant on is ours (signals.py)
 
 import logging
 import os

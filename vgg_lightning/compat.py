@@ -9,17 +9,27 @@ release renames one, `check_internals` names it and `tests/test_package.py` fail
 - Lightning's RichProgressBar: its rich `Progress` and the test bar's task, to show images/s in its title.
 - Lightning's DDPStrategy: the keyword arguments it passes to DistributedDataParallel, to decide `static_graph`
   when fit starts, once the trainer's gradient accumulation is known (`training.ddp.VGGDDPStrategy`).
-- Lightning's checkpoint connector: on SLURM, `trainer.test(model)` without a ckpt_path loads the run dir's
-  newest `hpc_ckpt_N.ckpt` into the model tested (`_parse_ckpt_path`); no public argument says "none".
+- torch's pickle format: the functions a checkpoint's pickle names to rebuild its tensors, the only callables
+  our restricted unpickler builds (`checkpoints.unpickle`).
+- Lightning's signal connector: the handlers a Trainer installs when a stage starts (SIGTERM ends the run with
+  exit status 0 and no checkpoint; SIGUSR1 on SLURM saves mid-step), kept out where the process owns its
+  signals from its first instant (`signals`).
+- Lightning's checkpoint connector: on SLURM, `trainer.fit(model)` or `trainer.test(model)` without a ckpt_path
+  loads the run dir's newest `hpc_ckpt_N.ckpt` (`_parse_ckpt_path`), a file our own rules did not pick (or
+  refused); no public argument says "none".
 """
 
 from __future__ import annotations
 
 import torch
 
+# (module, name) of the tensor rebuild functions torch.save writes into a checkpoint's pickle
+TORCH_PICKLE_GLOBALS = (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"))
+
 # (where, attribute): what `check_internals` looks for
 INTERNALS = (
     ("torch.ops.aten", "_upsample_bilinear2d_aa"),
+    *TORCH_PICKLE_GLOBALS,
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_should_skip_saving_checkpoint"),
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_save_last_checkpoint"),
     ("lightning.pytorch.callbacks.ModelCheckpoint", "_monitor_candidates"),
@@ -30,6 +40,8 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
     ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
     ("lightning.pytorch.strategies.DDPStrategy", "_ddp_kwargs"),
+    ("lightning.pytorch.Trainer", "_signal_connector"),
+    ("lightning.pytorch.trainer.connectors.signal_connector._SignalConnector", "register_signal_handlers"),
 )
 
 
@@ -75,9 +87,14 @@ def set_test_bar_title(bar, title: str) -> None:
         progress.update(task, description=title)
 
 
-def skip_checkpoint_on_test(trainer) -> None:
-    """Make the trainer's next test run use the model as it is: a ckpt_path of None set by the user (read by
-    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt of another net)."""
+def without_signal_handlers(trainer) -> None:
+    """Keep the trainer from installing its signal handlers (and from restoring earlier ones at its end)."""
+    trainer._signal_connector.register_signal_handlers = lambda: None
+
+
+def load_no_checkpoint(trainer) -> None:
+    """Make the trainer's next fit or test use the model as it is: a ckpt_path of None set by the user (read by
+    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt)."""
     connector = trainer._checkpoint_connector
     connector._ckpt_path, connector._user_managed = None, True
 

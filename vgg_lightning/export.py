@@ -110,8 +110,11 @@ def run_torchvision(path: str, x: torch.Tensor, net: VGG) -> torch.Tensor:
 
 
 def check(found: torch.Tensor, expected: torch.Tensor) -> float:
+    if not bool(torch.isfinite(expected).all()):
+        raise ExportError("the checkpoint's net gives outputs that are not finite (NaN or inf): nothing to export")
     difference = (found - expected).abs()
-    if found.shape != expected.shape or bool((difference > ATOL + RTOL * expected.abs()).any()):
+    # written so that a NaN fails: it is neither within the tolerance nor beyond it
+    if found.shape != expected.shape or not bool((difference <= ATOL + RTOL * expected.abs()).all()):
         raise ExportError(
             f"the exported model disagrees with the checkpoint: output {tuple(found.shape)} vs "
             f"{tuple(expected.shape)}, max |difference| {difference.max().item():.3g} (tolerance {ATOL} + {RTOL} x |output|)"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import signals
 from .app.run_dir import RESULTS, row_dir, warm_start_checkpoint
 from .checkpoints.files import last_checkpoint
 from .paper import TABLES, Row, depth, key, sources
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# done: {key(row)} ({results})")
         else:
             print(shlex.join(cmd), flush=True)
-            code = subprocess.run([sys.executable, *cmd[1:]]).returncode
+            run = subprocess.Popen([sys.executable, *cmd[1:]], start_new_session=True)
+            with signals.forwarded_to(run):  # SIGTERM to the plan stops the run it is in, which keeps its state
+                code = signals.exit_status(run.wait())
             if code != 0:
                 print(f"{key(row)} failed (exit {code}); the same command resumes the plan from it", file=sys.stderr)
                 return code

@@ -14,13 +14,13 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ..signals import is_launch_leader
 from .run_dir import (
     ONE_LINE_ERRORS,
     RunDirError,
     RunDirLock,
     check_fresh_run,
     finished_files,
-    is_launch_leader,
     remove_partial_saves,
     unusable_run_dir,
 )

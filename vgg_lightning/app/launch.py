@@ -10,6 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ..signals import under_submitit
+
 
 def external_launcher(env: Mapping[str, str] = os.environ) -> str | None:
     """'torchrun' or 'slurm' when the processes were made outside Lightning, else None."""
@@ -68,15 +70,11 @@ def check_multirun(cfg: DictConfig) -> None:
         )
 
 
-def under_submitit(env: Mapping[str, str] = os.environ) -> bool:
-    """A job that hydra/launcher=slurm (submitit) started: its sbatch script exports SUBMITIT_EXECUTOR."""
-    return env.get("SUBMITIT_EXECUTOR") == "slurm"
-
-
 def cluster_plugins(env: Mapping[str, str] = os.environ) -> list:
     """One owner for SLURM's time-limit signal. Under submitit it is submitit's (USR2: it requeues the job,
     which resumes from the last step checkpoint), so Lightning's auto-requeue is switched off; with plain
-    sbatch it is Lightning's (SLURMEnvironment's default: SIGUSR1 saves hpc_ckpt_N.ckpt and requeues)."""
+    sbatch it is ours (`signals`: SIGUSR1 saves last-interrupted.ckpt at the next step boundary and requeues;
+    Lightning's handlers are kept out of the way)."""
     if not under_submitit(env):
         return []
     from lightning.pytorch.plugins.environments import SLURMEnvironment

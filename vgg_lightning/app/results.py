@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -47,7 +48,14 @@ def paper_figures(named) -> dict | None:
 
 
 def save_results(results: dict) -> Path:
-    """results.json in the run dir, atomically (a reader never sees half a file)."""
+    """results.json in the run dir, atomically (a reader never sees half a file); refused when a number in it is
+    not finite (the net's outputs overflowed: no error rate to report)."""
+    unfinished = [key for key, value in results.items() if isinstance(value, float) and not math.isfinite(value)]
+    if unfinished:
+        raise ValueError(
+            f"the {results.get('task')} results are not finite ({', '.join(f'{k}: {results[k]}' for k in unfinished)}): "
+            "the net's outputs are NaN or infinite; no results.json written"
+        )
     path = output_dir() / RESULTS
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(results, indent=2) + "\n")

@@ -42,18 +42,11 @@ def warm_start_checkpoint(experiment: str, out: str) -> str | None:
 # -- a run dir belongs to one run ------------------------------------------------------------------------
 LOCK = ".lock"
 PREVIOUS = "previous-"  # `move_aside=true` puts an old run's files into <dir>/previous-<time>/
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by Lightning, torchrun, srun
 ONE_LINE_ERRORS = "VGG_LIGHTNING_ONE_LINE_ERRORS"  # set by the CLI when the user did not ask for tracebacks
 
 
 class RunDirError(ValueError):
     """The run dir is another run's, or holds a finished run's files this run would overwrite."""
-
-
-def is_launch_leader(env: Mapping[str, str] = os.environ) -> bool:
-    """Global rank 0 of the launch: the process that holds the run dir for all the ranks it (or torchrun, or
-    srun) starts. The others find the dir already theirs."""
-    return all(str(env.get(name, "0")) in ("", "0") for name in RANK_VARIABLES)
 
 
 def launch_identity(env: Mapping[str, str] = os.environ) -> str | None:

@@ -10,6 +10,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ..checkpoints.write import check_safe_reading, safe_plugins
 from ..tracking.wandb_runs import build_loggers, is_wandb, wandb_run_args
 from ..training import ddp
 from .job import group_choice, output_dir, plain_config
@@ -40,6 +41,8 @@ def build_trainer(cfg: DictConfig, job: Mapping | None = None, **overrides) -> L
     loggers_cfg = cfg.get("logger") or {}
     uses_wandb = job is not None and any(is_wandb(node) for node in loggers_cfg.values())
     loggers = build_loggers(loggers_cfg, wandb_args(cfg, job) if uses_wandb else None)
-    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
+    plugins = safe_plugins([*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()])
     ddp.register()  # trainer.strategy=ddp (or `auto` on several devices): DDP with VGG's buckets
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None, **overrides)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **overrides)
+    check_safe_reading(trainer)  # every checkpoint Lightning reads goes through checkpoints.read
+    return trainer

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,3 +44,17 @@ def check_files_exist(paths: Sequence[str | None]) -> None:
     for path in paths:
         if path:
             existing_checkpoint(str(path))
+
+
+def file_kind(head: bytes) -> str | None:
+    """What a file given as a checkpoint is, from its first bytes ('an image', 'a text file', ...), so that a
+    refusal names it rather than repeat a parser's complaint; None: not known. (A Caffe model is told apart in
+    models.caffe, which reads those.)"""
+    if not head:
+        return "an empty file"
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG")):
+        return "an image"
+    if head.startswith((b"\x93NUMPY", b"\x89HDF")):
+        return "an array file (numpy or HDF5)"
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)
+    return "a text file" if all(c.isprintable() or c in "\n\r\t" for c in text) else None

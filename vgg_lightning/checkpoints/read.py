@@ -10,38 +10,50 @@ from pathlib import Path
 import torch
 
 from ..models import settings_spec
+from . import unpickle
 from .files import CheckpointError, existing_checkpoint, last_checkpoint
+from .unpickle import CodeInCheckpoint
 
 log = logging.getLogger(__name__)
 
 
 def read_checkpoint(path: str) -> dict:
-    """A checkpoint (or weights file) as torch.load gives it, with `weights_only=True`: tensors and plain
-    Python data only, so a crafted file cannot run code. Our own checkpoints hold nothing else."""
+    """A checkpoint (or weights file) as torch.save wrote it, built by our restricted unpickler: tensors and plain
+    Python data only, so a crafted file cannot run code (`checkpoints.unpickle`). Every checkpoint the package or
+    Lightning reads comes through here."""
     existing_checkpoint(path)
     try:
-        try:  # mmap: only the parts we look at are read, however large the optimiser state
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except RuntimeError as error:  # a legacy (non-zip) file cannot be mapped: read it whole, as safely
-            if "mmap" not in str(error):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise CheckpointError(
-                f"refusing {path!r}: it holds Python objects other than tensors and plain data, which loading "
-                f"would execute (torch.load weights_only=True: {str(error).splitlines()[0]})"
-            ) from error
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt, or not a checkpoint): {error}") from error
+        return unpickle.load(path)
+    except CodeInCheckpoint as error:
+        raise CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only") from None
+    except CheckpointError as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {error}") from None
+
+
+def nonfinite(tensors: Mapping) -> list[str]:
+    """The names of the floating-point tensors of `tensors` that hold a NaN or an infinity (reads the device:
+    for a checkpoint being written or read, not inside a training step)."""
+    return [
+        name
+        for name, t in tensors.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 def read_vgg_checkpoint(path: str, num_classes: int | None = None) -> dict:
     """A vgg-lightning checkpoint (its hyper-parameters rebuild its net), refused before any work when it is
-    not one, or when its net has another number of classes than the data."""
+    not one, when its weights are not finite (a diverged run's), or when its net has another number of classes
+    than the data."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
     if not isinstance(hparams, Mapping) or "config" not in (hparams.get("model") or {}):
         raise CheckpointError(f"{path!r} is not a vgg-lightning checkpoint (no model settings inside)")
+    bad = nonfinite(checkpoint.get("state_dict") or {})
+    if bad:
+        raise CheckpointError(
+            f"{path!r} holds weights that are not finite ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the "
+            "run that wrote it diverged; use a checkpoint from before it"
+        )
     if num_classes is not None and hparams.get("num_classes") != num_classes:
         raise CheckpointError(
             f"{path!r} was trained on {hparams.get('num_classes')} classes, the data has {num_classes}"
@@ -79,37 +91,45 @@ def checkpoint_classes(checkpoint: Mapping) -> list[str]:
     return list(hparams.get("classes") or map(str, range(hparams["num_classes"])))
 
 
-def recorded_progress(path: Path) -> tuple[int, int] | None:
-    """(global step, epoch) a checkpoint says it holds; None when it cannot be read."""
+def recorded_progress(path: Path) -> tuple[int, int]:
+    """(global step, epoch) a checkpoint says it holds; CheckpointError when it cannot be read."""
+    checkpoint = read_checkpoint(str(path))
     try:
-        checkpoint = read_checkpoint(str(path))
         return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1))
-    except (CheckpointError, AttributeError, TypeError, ValueError) as error:
-        log.warning("ckpt_path=last: ignoring %s (%s)", path, error)
-        return None
+    except (AttributeError, TypeError, ValueError):
+        raise CheckpointError(f"{str(path)!r} is not a training checkpoint (no step and epoch inside)") from None
 
 
 def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """ckpt_path=last means the newest state of this run among its checkpoints/last*.ckpt (last.ckpt, the
-    Ctrl-C save) and the checkpoints Lightning saves on SLURM's SIGUSR1 (hpc_ckpt_N.ckpt): newest by the step
-    and epoch recorded inside (a copied dir's mtimes say nothing); when there is none yet, start fresh and say
-    so. The log names the file and step restored."""
+    interrupted run's last-interrupted.ckpt) and the checkpoints older versions saved on SLURM's SIGUSR1
+    (hpc_ckpt_N.ckpt): newest by the step and epoch recorded inside (a copied dir's mtimes say nothing); when
+    there is none yet, start fresh and say so. A file that cannot be read is passed over, named; when every one
+    is, the run is refused (starting fresh would overwrite them). The log names the file and step restored."""
     if ckpt_path != "last":
         return ckpt_path
     run_dir = Path(run_dir)
     folder = last_checkpoint(run_dir).parent
     candidates = sorted(p for p in (*folder.glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file())
-    found = {path: progress for path in candidates if (progress := recorded_progress(path)) is not None}
-    if not found and candidates:  # starting afresh would overwrite them: the user decides
-        names = ", ".join(str(path.relative_to(run_dir)) for path in candidates)
-        raise CheckpointError(
-            f"ckpt_path=last: {names} in {run_dir} cannot be read (cut short, or not a checkpoint: the log above "
-            f"says why), so there is no state to resume. To start afresh, move {'it' if len(candidates) == 1 else 'them'} "
-            f"away first; or resume from another file with ckpt_path=<checkpoint>"
-        )
-    if not found:
+    if not candidates:
         log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", folder)
         return None
+    found, refused = {}, {}
+    for path in candidates:
+        try:
+            found[path] = recorded_progress(path)
+        except CheckpointError as error:
+            refused[path] = str(error).replace(repr(str(path)), "it")
+    if not found:  # starting afresh would overwrite them: the user decides
+        names = ", ".join(str(path.relative_to(run_dir)) for path in candidates)
+        reasons = "; ".join(f"{path.name}: {reason}" for path, reason in refused.items())
+        raise CheckpointError(
+            f"ckpt_path=last: {names} in {run_dir} cannot be read ({reasons}), so there is no state to resume. "
+            "Resume from another file with ckpt_path=<checkpoint>, or start afresh without ckpt_path=last and with "
+            "move_aside=true (the old files are kept)"
+        )
+    for path, reason in refused.items():
+        log.warning("ckpt_path=last: passing over %s (%s)", path, reason)
     newest = max(found, key=lambda path: (*found[path], path.stat().st_mtime))
     step, epoch = found[newest]
     log.info("ckpt_path=last: resuming from %s (step %d, epoch %d)", newest, step, epoch)

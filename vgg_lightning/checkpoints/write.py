@@ -1,5 +1,6 @@
 """How checkpoints are written: atomically (a kill never leaves half a file), in the background while training
-goes on, last.ckpt always the last state, one on Ctrl-C, and the random state Lightning does not save."""
+goes on, last.ckpt always the last state, and the random state Lightning does not save (the one a signal leaves:
+`checkpoints.interrupt`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
 from ..compat import (
@@ -26,13 +27,16 @@ from ..compat import (
 )
 from ..errors import file_system_error
 from .files import PARTIAL
+from .read import read_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a staging file beside the target, then rename: a kill during the write leaves the previous
-    checkpoint intact, never half a file. Lightning's own save stages in $TMPDIR (fsspec's transaction):
+    """Lightning's checkpoint IO, reading through our safe reader (`checkpoints.read`: Lightning's own read of a
+    resumed checkpoint runs no code from the file, whatever torch's version or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD)
+    and writing atomically. Write to a staging file beside the target, then rename: a kill during the write leaves
+    the previous checkpoint intact, never half a file. Lightning's own save stages in $TMPDIR (fsspec's transaction):
     a full /tmp fails the save although the run dir has room, and a kill leaves the copy there. The staging
     name (`.partial-<pid>-<n>`) holds neither "ckpt_" nor "last", so no Lightning rule (the hpc_ckpt_N
     versions, last-v1) ever reads it; what a killed save leaves is removed at the next start
@@ -62,6 +66,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(staging):
                 os.remove(staging)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        """The checkpoint on the CPU, as Lightning asks for it (it moves what it restores): always the safe read,
+        whatever `weights_only` says."""
+        return read_checkpoint(os.fspath(path))
 
 
 class BackgroundCheckpointIO(AsyncCheckpointIO):
@@ -127,23 +136,44 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
             raise self._error
 
 
+def reads_safely(io) -> bool:
+    """Whether a checkpoint IO (or one it wraps, as BackgroundCheckpointIO wraps AtomicCheckpointIO) reads through
+    the safe reader."""
+    while io is not None and not isinstance(io, AtomicCheckpointIO):
+        io = getattr(io, "checkpoint_io", None)
+    return io is not None
+
+
+def safe_plugins(plugins: list) -> list:
+    """The Trainer's plugins, with our checkpoint IO when they name none (`trainer.plugins=null`): Lightning's
+    default reads with torch's own loader."""
+    from lightning.fabric.plugins import CheckpointIO
+
+    return plugins if any(isinstance(p, CheckpointIO) for p in plugins) else [*plugins, BackgroundCheckpointIO()]
+
+
+def check_safe_reading(trainer) -> None:
+    """Refuse, before any work, a Trainer that would read a checkpoint past the safe reader: a checkpoint IO of
+    another kind given in trainer.plugins, or a strategy that reads its files its own way (FSDP, DeepSpeed)."""
+    from lightning.pytorch.strategies import Strategy
+
+    strategy = trainer.strategy
+    if type(strategy).load_checkpoint is not Strategy.load_checkpoint:
+        raise ValueError(
+            f"trainer.strategy: {type(strategy).__name__} reads checkpoints its own way, past vgg-lightning's safe "
+            "reader: use ddp (or auto)"
+        )
+    if not reads_safely(strategy.checkpoint_io):
+        raise ValueError(
+            f"trainer.plugins: {type(strategy.checkpoint_io).__name__} reads checkpoints past vgg-lightning's safe "
+            "reader: use vgg_lightning.checkpoints.write.BackgroundCheckpointIO or AtomicCheckpointIO (or a subclass)"
+        )
+
+
 def in_background(trainer):
     """The context in which the trainer's checkpoint saves go behind training (see BackgroundCheckpointIO)."""
     io = trainer.strategy.checkpoint_io
     return io.in_background() if isinstance(io, BackgroundCheckpointIO) else nullcontext()
-
-
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Lightning's on-exception checkpoint, written on Ctrl-C only (a crash's state is not one to resume
-    from), as `checkpoints/last-interrupted.ckpt`: `ckpt_path=last` picks it when it is the newest state.
-    Lightning removes it when a later fit ends normally."""
-
-    def on_exception(self, trainer, *args, **kwargs) -> None:
-        exception = next((a for a in (*args, *kwargs.values()) if isinstance(a, BaseException)), None)
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
-            super().on_exception(trainer, *args, **kwargs)
-            log.warning("interrupted: the state at step %d is in %s (resume: ckpt_path=last)", trainer.global_step,
-                        self.ckpt_path)  # fmt: skip
 
 
 class PreemptibleCheckpoint(ModelCheckpoint):

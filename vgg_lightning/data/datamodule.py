@@ -11,6 +11,7 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
+from .. import signals
 from .dali_inputs import DaliCollate
 from .dali_loader import DaliViews, dali_views
 from .datasets import CorruptFiles, ImageFolder, collate
@@ -22,16 +23,13 @@ from .transforms import CROP, BatchNormalizer
 
 log = logging.getLogger(__name__)
 
-# What SLURM sends before a time limit or a preemption (to every process of the job step, loader workers too)
-PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
-
 
 def loader_worker_init(worker_id: int) -> None:
-    """A loader worker ignores the preemption signals: it inherits the training process's handlers at fork
-    (Lightning's auto-requeue, submitit's checkpoint), and would otherwise save and requeue from its stale
-    copy of the trainer, or die and take the batch with it. Only the training process acts on them; SIGKILL
+    """A loader worker ignores the stop and preemption signals (`signals.WORKER_IGNORED`): it inherits the
+    training process's handlers at fork (ours, submitit's checkpoint), and would otherwise act on them from its
+    stale copy of the trainer, or die and take the batch with it. Only the training process acts on them; SIGKILL
     still ends the workers with it. Lightning's worker seeding (seed_everything(workers=True)) still runs."""
-    for signum in PREEMPTION_SIGNALS:
+    for signum in signals.WORKER_IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":
         pl_worker_init_function(worker_id)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric, SumMetric
 
-from ..compat import set_test_bar_title, skip_checkpoint_on_test
+from ..compat import load_no_checkpoint, set_test_bar_title
 from ..data.dali_eval import dali_scaled
 from ..data.transforms import BatchNormalizer
 from ..models import VGG
@@ -164,7 +164,7 @@ def run_evaluation(trainer: L.Trainer, nets: Sequence[VGG], datamodule, eval_cfg
         max_aspect=eval_cfg.get("max_aspect"),
         dali=datamodule.dali if datamodule.loader == "dali" else None,
     )
-    skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
+    load_no_checkpoint(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
     trainer.test(evaluator, verbose=False)
     return {
         "test_scales": scales,

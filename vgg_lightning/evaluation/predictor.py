@@ -104,6 +104,12 @@ def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k
             "%d of %d files could not be read: left out of the predictions", len(files) - len(probs), len(files)
         )
     order = sorted(probs)
+    unfinished = [files[i] for i in order if not bool(torch.isfinite(probs[i]).all())]
+    if unfinished:
+        raise ValueError(
+            f"the net's probabilities are not finite (NaN or inf) for {len(unfinished)} image(s), e.g. {unfinished[0]}: "
+            "its outputs overflow; no predictions written"
+        )
     top = predictor.top_k(torch.stack([probs[i] for i in order]), k) if order else []
     rows = []
     for index, classes in zip(order, top):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,10 @@ def malformed(results) -> str | None:
         return f"not a results file (a JSON {type(results).__name__}, expected an object)"
     required = REQUIRED_TRANSFER if results.get("task") == "transfer" else REQUIRED
     wrong = [key for key, kind in required.items() if not isinstance(results.get(key), kind)]
-    return f"not a results file (missing or malformed: {', '.join(wrong)})" if wrong else None
+    if wrong:
+        return f"not a results file (missing or malformed: {', '.join(wrong)})"
+    unfinished = [f"{k}: {v}" for k, v in results.items() if isinstance(v, float) and not math.isfinite(v)]
+    return f"its figures are not finite ({', '.join(unfinished)}): the run diverged" if unfinished else None
 
 
 def collect(paths: list[Path]) -> list[Run]:

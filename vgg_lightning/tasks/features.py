@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.job import output_dir
     from ..app.run_dir import FEATURES
     from ..app.trainer import build_trainer
-    from ..compat import skip_checkpoint_on_test
+    from ..compat import load_no_checkpoint
     from ..evaluation.descriptors import SHARDS, FeatureExtractor, Shards, write_features
     from ..speed import on_here
 
@@ -91,7 +91,7 @@ def run(cfg: DictConfig) -> dict | None:
         channels_last=on_here(cfg.model.channels_last),
     )
     if todo:
-        skip_checkpoint_on_test(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
+        load_no_checkpoint(trainer)  # the nets given, not a SLURM hpc_ckpt_N.ckpt of the run dir
         trainer.test(extractor, verbose=False)
     trainer.strategy.barrier()  # every rank's shards are on disk
     if not trainer.is_global_zero:

@@ -65,6 +65,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.results import write_results
     from ..app.trainer import build_trainer
     from ..checkpoints.read import check_checkpoint, resume_path
+    from ..compat import load_no_checkpoint
     from ..data.classes import class_names
     from ..evaluation.evaluator import run_evaluation
     from ..models.warm_start import warm_start
@@ -99,6 +100,8 @@ def run(cfg: DictConfig) -> dict | None:
     job = {"config": cfg.model.config, "train_scale": datamodule.scale_label, "test_scales": [datamodule.test_scale]}
     trainer = build_trainer(cfg, job)
     accumulate_to_global_batch(trainer, datamodule)
+    if ckpt_path is None:
+        load_no_checkpoint(trainer)  # a fresh start: no file picked by Lightning's own rules (SLURM's hpc_ckpt_N)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     # the final weights (last.ckpt), as the paper tests its nets; `center` is what validation measures
     tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)

@@ -16,6 +16,7 @@ from ..checkpoints.write import gather_ranks, own_rank
 from ..evaluation.metrics import error_metrics
 from ..models import from_settings
 from ..speed import on_here
+from .divergence import LossWatch
 
 log = logging.getLogger(__name__)
 FREEZE = (None, "features")  # model.freeze: nothing, or every conv layer (the head trains alone)
@@ -76,6 +77,7 @@ class VGGClassifier(L.LightningModule):
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = error_metrics(num_classes)
         self.skipped_images = SumMetric(nan_strategy="disable")  # see _log_skipped
+        self.loss_watch = LossWatch()  # a loss that stops being finite stops the run (training.divergence)
         self._epoch_lrs: list[float] | None = None  # see on_train_epoch_end
 
     def _epoch_sums(self) -> dict:
@@ -84,6 +86,8 @@ class VGGClassifier(L.LightningModule):
                 "skipped": self.skipped_images}  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # no diverged weights saved
+        self.loss_watch.check_weights(checkpoint["state_dict"], self.trainer.global_step, self._on_any_rank)
         # every rank's sums, so that a run resumed mid-epoch logs the epoch's train/loss_epoch and errors over
         # all its batches on all ranks, as a run that never stopped does
         sums = {name: {k: v.cpu() for k, v in m.metric_state.items()} for name, m in self._epoch_sums().items()}
@@ -112,11 +116,13 @@ class VGGClassifier(L.LightningModule):
             # train/loss_epoch the mean over every rank's images (torchmetrics syncs once, at epoch end). The
             # per-image losses weigh each batch by its size without a batch size made into a device tensor.
             self.train_loss.update(losses.detach())
+            self.loss_watch.update(loss)
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=size)
             self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
             self._note_lr()
         else:
             loss = F.cross_entropy(logits, labels)
+            self.loss_watch.update_validation(loss)
             self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
         for name, metric in metrics.items():
             metric.update(logits.detach(), labels)
@@ -185,12 +191,32 @@ class VGGClassifier(L.LightningModule):
         from a checkpoint (its metric is not in the checkpoint): a resumed run would cut the lr an epoch late.
         The schedule is stepped in on_validation_epoch_end instead, so nothing is done here."""
 
+    def _on_any_rank(self, decision: bool) -> bool:
+        """Whether `decision` holds on any rank (under DDP every rank then acts alike)."""
+        return self.trainer.strategy.reduce_boolean_decision(decision, all=False)
+
+    def on_train_start(self) -> None:
+        self.loss_watch.start(self.trainer.global_step, self.trainer.accumulate_grad_batches)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """At the steps the loggers read the loss anyway (log_every_n_steps), whether it stayed finite."""
+        if self.trainer.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            self.loss_watch.check(self._on_any_rank)
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            self.loss_watch.check(self._on_any_rank)  # no validation (and no best checkpoint) of diverged weights
+
     def on_validation_epoch_end(self) -> None:
         """Step the plateau schedule with this epoch's val top-1 error (synced over the ranks, so every rank
         cuts the lr at the same epoch). It runs before ModelCheckpoint's save at validation end, so the
         epoch-end checkpoint holds the stepped schedule, and it runs in a resumed epoch as in any other."""
+        if self.trainer.sanity_checking:
+            self.loss_watch.validation_bad.zero_()  # the sanity check's batches are no epoch's
         if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
             return
+        self.loss_watch.check_validation(self.current_epoch, self._on_any_rank)
+        self.loss_watch.validation_bad.zero_()
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step(self.val_metrics["top1_error"].compute().item())
