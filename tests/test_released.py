@@ -6,6 +6,7 @@ and E (helpers.write_released: their 2014 layout, the demo's 8 classes)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from vgg_lightning.checkpoints.weights import NamedNet
 from vgg_lightning.evaluation.loader import ScaledImages
 from vgg_lightning.evaluation.protocols import posterior
 from vgg_lightning.models import from_caffe, to_torchvision
+from vgg_lightning.models.released import RELEASED as RELEASED_FILES
 from vgg_lightning.report.cli import main as report
 from vgg_lightning.report.released import released_table
 from vgg_lightning.report.runs import Run
@@ -53,6 +55,18 @@ def test_each_protocol_row_of_tables_3_to_6_has_a_released_experiment():
                                                                row.test_scales)  # fmt: skip
         assert cfg.model.config == row.config.split("+")[0]  # D+E: weights_path is D's, eval.ensemble E's
     assert compose_cfg("experiment=released/table5/E_multicrop", "weights=torchvision").data.normalize == "torchvision"
+
+
+def test_the_docs_give_one_command_per_row_with_the_papers_figures():
+    """docs/caffe.md: a command per released experiment, the figure beside it that paper.py holds."""
+    text = (REPO / "docs" / "caffe.md").read_text()
+    found = re.findall(r"experiment=released/(\S+) .*# .*top-1 ([\d.]+), top-5 ([\d.]+)$", text, re.M)
+    assert sorted(name for name, *_ in found) == sorted(f"{p.parent.name}/{p.stem}" for p in RELEASED)
+    for name, top1, top5 in found:
+        assert paper.figures(name) == {"top1_error": float(top1), "top5_error": float(top5)}, name
+        command = next(line for line in text.splitlines() if f"experiment=released/{name} " in line)
+        first = RELEASED_FILES["E" if name.split("/")[1].startswith("E") else "D"].file  # D+E: D's, then E's
+        assert f"weights_path={first}" in command and ("DE_" not in name or "eval.ensemble=[" in command)
 
 
 def one_per_class(demo_root: str, root: Path) -> str:
