@@ -128,9 +128,9 @@ BAD_INPUTS = {
         ["task=transfer", "transfer.features={tmp}/f.npz"],
         "features='{tmp}/f.npz' does not",
     ),
-    # R3 as Caltech's folder: its class folders are train/ and val/
+    # R3 as Caltech's folder: its class folders are train/ and val/ (the nets named, so that the layout is next)
     "features_caltech_layout": (
-        ["task=features", "features.dataset=caltech101", "features.root={R3}"],
+        ["task=features", "weights=torchvision", "features.dataset=caltech101", "features.root={R3}"],
         "2 class folders, expected 102",
     ),
 }

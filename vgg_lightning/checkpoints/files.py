@@ -29,11 +29,6 @@ def existing_checkpoint(path: str) -> str:
     return path
 
 
-def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | None) -> list[str]:
-    """The checkpoints a task tests or describes with: ckpt_path, then those of its ensemble setting."""
-    return [str(p) for p in [ckpt_path, *(ensemble or [])] if p]
-
-
 def check_files_exist(paths: Sequence[str | None]) -> None:
     """Refuse, before any work, the first of `paths` (None: not given) that names no file."""
     for path in paths:

@@ -8,7 +8,7 @@ task's nets come from, in order, and the checks of both. (The nets themselves: `
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..models import released
@@ -112,6 +112,13 @@ def named_nets(
             f"weights_path={released.RELEASED['D'].file}"
         )
     return nets
+
+
+def run_nets(cfg: Mapping, ensemble: Sequence[str] | None, task: str) -> list[NamedNet]:
+    """`named_nets` of an eval, predict or features run: its weights=, weights_path=, ckpt_path= and model's
+    config, and its ensemble (`eval.ensemble`, `features.ensemble`)."""
+    return named_nets(cfg.get("weights"), cfg.get("weights_path"), cfg.get("ckpt_path"), ensemble,
+                      cfg["model"]["config"], task)  # fmt: skip
 
 
 def check_named_nets(nets: Sequence[NamedNet], normalize: str) -> None:

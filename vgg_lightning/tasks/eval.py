@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..checkpoints.weights import check_named_nets, named_nets
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.layout import checked_layout, layout_settings
 from ..evaluation.protocol_settings import EVAL_SPLITS, check_eval_settings
 
@@ -15,23 +15,19 @@ SUMMARY = "test trained weights with a protocol of Sec. 3.2"
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)
-    check_named_nets(evaluated_nets(cfg), cfg.data.normalize)
+    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "eval"), cfg.data.normalize)
     checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))  # the split the task's datamodule reads
 
 
-def evaluated_nets(cfg: DictConfig) -> list:
-    """The nets this run tests, as named: released weights (`weights=`) or ckpt_path's, then eval.ensemble's."""
-    return named_nets(cfg.get("weights"), cfg.get("weights_path"), cfg.get("ckpt_path"), cfg.eval.get("ensemble"),
-                      cfg.model.config, cfg.get("task", "eval"))  # fmt: skip
-
-
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list, list, list[str]]:
-    """(nets, their training scales, where their weights came from) for this eval run. A checkpoint's net is
-    its own: only a config or width given on the command line must match it."""
+    """(nets, their training scales, where their weights came from) for this eval run: released weights
+    (`weights=`) or ckpt_path's, then eval.ensemble's. A checkpoint's net is its own: only a config or width
+    given on the command line must match it."""
     from ..app.job import asked_model_keys
     from ..checkpoints.nets import task_nets
 
-    used = task_nets(evaluated_nets(cfg), cfg.model, num_classes, asked_model_keys(), cfg.data.normalize)
+    named = run_nets(cfg, cfg.eval.ensemble, cfg.get("task", "eval"))
+    used = task_nets(named, cfg.model, num_classes, asked_model_keys(), cfg.data.normalize)
     return [u.net for u in used], [u.train_scale for u in used], [u.path for u in used]
 
 

@@ -13,7 +13,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ..checkpoints.weights import check_named_nets, named_nets
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.readers import read_labelled
 from ..evaluation.protocol_settings import check_aggregate
 
@@ -23,23 +23,18 @@ SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 def check(cfg: DictConfig) -> None:
     check_aggregate(cfg.features.aggregate)
-    check_named_nets(described_by(cfg), cfg.data.normalize)
+    check_named_nets(run_nets(cfg, cfg.features.get("ensemble"), "features"), cfg.data.normalize)
     # the reader checks the layout as it lists the images (again in the run)
     read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
 
-def described_by(cfg: DictConfig) -> list:
-    """The nets whose descriptors are stacked, as named: released weights (`weights=`) or ckpt_path's, then
-    features.ensemble's."""
-    return named_nets(cfg.get("weights"), cfg.get("weights_path"), cfg.get("ckpt_path"),
-                      cfg.features.get("ensemble"), cfg.model.config, "features")  # fmt: skip
-
-
 def feature_nets(cfg: DictConfig) -> tuple[list, list[str]]:
-    """The nets whose descriptors are stacked, each rebuilt as it was trained (fc8 is not used), and their files."""
+    """The nets whose descriptors are stacked (released weights, weights=, or ckpt_path's, then
+    features.ensemble's), each rebuilt as it was trained (fc8 is not used), and their files."""
     from ..checkpoints.nets import task_nets
 
-    used = task_nets(described_by(cfg), cfg.model, keys=(), normalize=cfg.data.normalize)
+    named = run_nets(cfg, cfg.features.ensemble, "features")
+    used = task_nets(named, cfg.model, keys=(), normalize=cfg.data.normalize)
     return [u.net for u in used], [u.path for u in used]
 
 

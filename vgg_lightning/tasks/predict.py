@@ -1,10 +1,10 @@
 """task=predict: classify images by name with any test protocol of Sec. 3.2.
 
 `python -m vgg_lightning task=predict ckpt_path=CKPT inputs=PATH` (PATH: an image, a folder, or a glob), or
-released weights instead of a checkpoint (ImageNet's names): `weights=torchvision model=D`, or the authors' net,
-`weights=caffe weights_path=VGG_ILSVRC_16_layers.caffemodel`. The net, its class names, its input scaling and
-its test scale Q come from the checkpoint (or the released weights' kind), so no data root is needed. The images go through the
-evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
+released weights instead of a checkpoint (ImageNet's names): `weights=torchvision model=D`, or the authors'
+net, `weights=caffe weights_path=VGG_ILSVRC_16_layers.caffemodel`. The net, its class names, its input scaling
+and its test scale Q come from the checkpoint (or the released weights' kind), so no data root is needed. The
+images go through the evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
 `eval.scales=[...]`, `eval.ensemble=[...]`), so a prediction is what task=eval scores, image by image. It
 writes `predictions.csv` into the run dir (`evaluation.predictor`) and prints the first rows.
 """
@@ -18,7 +18,7 @@ import os
 from omegaconf import DictConfig
 
 from ..checkpoints.files import CheckpointError
-from ..checkpoints.weights import check_named_nets, named_nets
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.layout import is_image_file
 from ..evaluation.protocol_settings import check_eval_settings
 
@@ -46,25 +46,20 @@ def input_files(inputs: str | None) -> list[str]:
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
-    check_named_nets(predicting_nets(cfg), cfg.data.normalize)
+    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "predict"), cfg.data.normalize)
     input_files(cfg.get("inputs"))
 
 
-def predicting_nets(cfg: DictConfig) -> list:
-    """The nets that predict, as named: released weights (`weights=`) or ckpt_path's, then eval.ensemble's."""
-    return named_nets(cfg.get("weights"), cfg.get("weights_path"), cfg.get("ckpt_path"), cfg.eval.get("ensemble"),
-                      cfg.model.config, "predict")  # fmt: skip
-
-
 def predictor_for(cfg: DictConfig):
-    """The Predictor of this run (checkpoints of ours, or released weights), its nets' training S and where
-    their weights came from."""
+    """The Predictor of this run (released weights, weights=, or ckpt_path's checkpoint, then eval.ensemble's),
+    its nets' training S and where their weights came from."""
     from ..app.job import asked_model_keys
     from ..checkpoints.nets import task_nets
     from ..evaluation.predictor import Predictor
 
     protocol = dict(protocol=cfg.eval.protocol, crop_batch=cfg.eval.crop_batch)
-    used = task_nets(predicting_nets(cfg), cfg.model, keys=asked_model_keys(), normalize=cfg.data.normalize)
+    named = run_nets(cfg, cfg.eval.ensemble, "predict")
+    used = task_nets(named, cfg.model, keys=asked_model_keys(), normalize=cfg.data.normalize)
     ours = [u.checkpoint for u in used if u.checkpoint is not None]
     nets, paths = [u.net for u in used], [u.path for u in used]
     if ours and len(ours) < len(used):  # whose class names would the table show?
