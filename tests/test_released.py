@@ -117,7 +117,7 @@ def test_table_3_on_the_released_d_through_the_cli_equals_its_posteriors_by_hand
 
 def test_table_6_takes_a_caffe_file_in_eval_ensemble(released_files, demo_root):
     """experiment=released/table6/DE_dense: D's file as weights_path, E's in eval.ensemble, each of its own
-    config, as task=eval loads them."""
+    config, as task=eval loads them; or both where checkpoints are named."""
     from vgg_lightning.tasks.eval import load_nets
 
     d, e = released_files
@@ -126,6 +126,9 @@ def test_table_6_takes_a_caffe_file_in_eval_ensemble(released_files, demo_root):
     nets, scales, paths = load_nets(cfg, DEMO_CLASSES)
     assert [net.config for net in nets] == ["D", "E"] and paths == [str(d), str(e)]
     assert scales == [paper.JITTER] * 2 and [net.source["file"] for net in nets] == [d.name, e.name]
+    # the same nets named where checkpoints are (ckpt_path=, eval.ensemble=): a .caffemodel is a Caffe net
+    cfg = compose_cfg("task=eval", f"ckpt_path={e}", f"eval.ensemble=[{d}]", "data=demo", f"data.root={demo_root}")
+    assert [net.config for net in load_nets(cfg, DEMO_CLASSES)[0]] == ["E", "D"]
 
 
 def released_run(label: str, tmp_path: Path, kind: str, config: str, q: list, protocol: str, top1, top5) -> Run:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..models import released
+from ..models import canonical_config, released
 from .files import CheckpointError, existing_checkpoint
 
 
@@ -96,15 +96,16 @@ def named_nets(
     key = "features.ensemble" if task == "features" else "eval.ensemble"
     if weights and ckpt_path:
         raise ValueError(f"weights={weights} and ckpt_path={ckpt_path} both name the net: give one (more go in {key})")
+    config = canonical_config(config)
     first = []
     if weights:
         weights_kind(weights)
         if weights == "caffe" and not weights_path:
             raise MissingWeights(f"weights=caffe needs its file, weights_path=...: {released.where_to_get(config)}")
         first = [NamedNet(weights, str(weights_path) if weights_path else None, config)]
-    elif ckpt_path:
-        first = [NamedNet(CHECKPOINT, str(ckpt_path))]
-    nets = first + [NamedNet("caffe" if is_caffe_model(p) else CHECKPOINT, str(p)) for p in ensemble or () if p]
+    # a .caffemodel where a checkpoint is named (ckpt_path=, an ensemble) is a Caffe net of its own config
+    named = [p for p in [ckpt_path if not weights else None, *(ensemble or ())] if p]
+    nets = first + [NamedNet("caffe" if is_caffe_model(p) else CHECKPOINT, str(p)) for p in named]
     if not nets:
         raise CheckpointError(
             f"task={task} needs the weights to use: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
