@@ -3,11 +3,12 @@ different, empty), the walk (links followed, loops walked once), and the readers
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
-from helpers import FAST, image_folder, make_folder, run_cli
+from helpers import FAST, STEPS, assert_one_line_error, image_folder, make_folder, run_cli, write_jpeg
 from PIL import Image
 
 from vgg_lightning.data import DataLayoutError, ImageNetDataModule
@@ -169,3 +170,45 @@ def test_data_check_reads_the_layouts(tmp_path, capsys):
     assert "Faces/image_0001.jpg" in capsys.readouterr().out
     assert check_main([str(tmp_path), "--layout", "voc2007", "--workers", "1"]) == 2
     assert "is not a VOC folder" in capsys.readouterr().err
+
+
+def test_a_link_out_of_its_class_folder_is_never_followed_and_data_check_names_it(tmp_path):
+    """train/a/up -> .. would bring class b's images in again as class a's (silently wrong labels)."""
+    from vgg_lightning.data.layout import split_samples
+    from vgg_lightning.tasks.predict import input_files
+
+    root = image_folder(tmp_path / "R")  # a and b: 3 training images each
+    (root / "train" / "a" / "up").symlink_to("..")
+    (root / "train" / "b" / "val_b").symlink_to(root / "val" / "b")  # val images as training ones: a leak
+    write_jpeg(root / "train" / "a" / "sub" / "s.JPEG")
+    (root / "train" / "a" / "again").symlink_to("sub")  # stays inside its class folder: read, and once
+    classes, samples = split_samples(str(root / "train"))
+    found = {c: sorted(os.path.relpath(p, root / "train") for p, i in samples if classes[i] == c) for c in classes}
+    assert found == {"a": ["a/a0.JPEG", "a/a1.JPEG", "a/a2.JPEG", "a/again/s.JPEG"],
+                     "b": ["b/b0.JPEG", "b/b1.JPEG", "b/b2.JPEG"]}  # fmt: skip
+    assert len(input_files(str(root / "train" / "a"))) == 4  # predict's folder walk is the same one
+
+    check = subprocess.run([sys.executable, "-m", "vgg_lightning.data.check", str(root), "--workers", "1"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert check.returncode == 1 and "Traceback" not in check.stderr, check.stderr
+    named = sorted(line.split(": ")[0] for line in check.stdout.splitlines())
+    assert named == [str(root / "train" / "a" / "up"), str(root / "train" / "b" / "val_b")], check.stdout
+    assert "outside its class folder" in check.stdout and "0 of 11 files could not be decoded" in check.stderr
+
+
+def test_a_name_that_is_not_utf8_is_refused_by_every_reader(cli_env, tmp_path, demo_run, capsys):
+    """Training once took such a class folder, and predict then crashed writing predictions.csv."""
+    root = image_folder(tmp_path / "R")
+    latin1 = os.fsdecode(b"caf\xe9")  # a folder named in Latin-1 on a UTF-8 system
+    for split in ("train", "val"):
+        write_jpeg(root / split / latin1 / "x.JPEG")
+    args = ["data=imagefolder", f"data.root={root}", "model.width=0.0625", *STEPS, "trainer.max_steps=1"]
+    train = run_cli(*args, f"hydra.run.dir={tmp_path / 'train'}", env=cli_env, cwd=tmp_path, check=False)
+    assert_one_line_error(train, f"{root / 'train'}/caf\\xe9: the name is not valid UTF-8", "convmv")
+    predict = run_cli("task=predict", f"ckpt_path={demo_run / 'checkpoints' / 'last.ckpt'}", f"inputs={root / 'val'}",
+                      "logger=none", f"hydra.run.dir={tmp_path / 'predict'}", env=cli_env, cwd=tmp_path,
+                      check=False)  # fmt: skip
+    assert_one_line_error(predict, "caf\\xe9", "not valid UTF-8")
+    assert not (tmp_path / "predict" / "predictions.csv").exists()
+    assert check_main([str(root), "--workers", "1"]) == 2
+    assert "caf\\xe9: the name is not valid UTF-8" in capsys.readouterr().err

@@ -82,26 +82,28 @@ def test_the_cycle_finder_finds_a_planted_circle():
 
 
 # The floors of the house: what each room may import of ours, nothing above it (`vgg_lightning`, the package
-# itself, is no room). paper, compat and rules know nothing of ours, the model zoo only the paper (and how a
-# setting is checked); tasks is the top floor, under __main__ alone.
-BELOW_TRAINING = {"paper", "compat", "rules", "models", "data", "speed", "checkpoints"}
+# itself, is no room). paper, compat, rules and errors know nothing of ours, the model zoo only the paper (and how
+# a setting is checked); tasks is the top floor, under __main__ alone.
+GROUND = {"paper", "compat", "rules", "errors"}
+BELOW_TRAINING = GROUND | {"models", "data", "speed", "checkpoints"}
 LAYERS = {
     "paper": set(),
     "compat": set(),
     "rules": set(),
+    "errors": set(),
     "models": {"paper", "rules"},
-    "data": {"paper", "compat", "rules"},
+    "data": GROUND,
     "speed": {"models"},
-    "checkpoints": {"models", "compat"},
+    "checkpoints": {"models", "compat", "errors"},
     "tracking": {"paper"},
     "evaluation": BELOW_TRAINING,
     "training": BELOW_TRAINING | {"evaluation"},
-    "app": {"paper", "checkpoints", "speed", "tracking", "training"},  # the Trainer gets the recipe's DDP
-    "report": {"paper", "models", "tracking"},
+    "app": {"paper", "checkpoints", "speed", "tracking", "training", "errors"},  # the Trainer gets the recipe's DDP
+    "report": {"paper", "models", "tracking", "errors"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
     "reproduce": {"paper", "app", "checkpoints"},
-    "export": {"models", "checkpoints"},
-    "__main__": {"app", "tasks", "tracking"},
+    "export": {"models", "checkpoints", "errors"},
+    "__main__": {"app", "tasks", "tracking", "errors"},
 }
 
 

@@ -150,3 +150,21 @@ def test_prepare_refuses_an_archive_member_outside_the_target(tmp_path):
     assert result.returncode == 2 and "refusing a crafted archive member" in result.stderr, result.stderr
     assert not list(tmp_path.rglob("escaped.JPEG"))
     assert not (tmp_path / "root" / "val").exists()
+
+
+def test_prepare_refuses_an_absolute_member_and_a_devkit_that_is_not_gzip(archives, tmp_path, capsys):
+    """tarfile's `data` filter would strip the slash and unpack `/x/y` inside ROOT as `x/y`: a train tar member
+    then became a "class" that torchvision failed on with a traceback."""
+    with tarfile.open(archives / ARCHIVES["train"], "a") as tar:
+        _add(tar, f"{tmp_path}/escaped.tar", _tar_bytes({"x.JPEG": _jpeg(1)}))
+    assert main([str(archives), str(tmp_path / "imagenet"), "--splits", "train"]) == 2
+    error = capsys.readouterr().err
+    assert f"refusing a crafted archive member of {archives / ARCHIVES['train']}" in error, error
+    assert "absolute path" in error and not (tmp_path / "escaped.tar").exists()
+    assert not (tmp_path / "imagenet" / "train").exists()
+
+    (archives / ARCHIVES["devkit"]).write_bytes(b"<html>a login page saved under the devkit's name</html>")
+    assert main([str(archives), str(tmp_path / "other"), "--splits", "val"]) == 2
+    error = capsys.readouterr().err
+    assert f"{archives / ARCHIVES['devkit']} is not a gzip-compressed tar archive" in error, error
+    assert not (tmp_path / "other").exists()  # said before any work

@@ -175,3 +175,17 @@ def test_the_report_skips_malformed_results_naming_each(cli_env, tmp_path):
     for name in ("list", "empty"):
         assert f"skipping {tmp_path / 'runs' / name / 'results.json'}" in result.stderr
     assert "57.9" not in result.stdout and "+" not in result.stdout.split("demo", 1)[1].splitlines()[0]
+
+
+def test_a_results_file_nested_too_deep_is_skipped_in_one_line(tmp_path, capsys):
+    """json's parser recurses once per level: 100,000 levels were a RecursionError traceback."""
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "latin1").mkdir()
+    (tmp_path / "latin1" / "results.json").write_bytes(b'{"config": "caf\xe9"}')
+    with pytest.raises(SystemExit) as exit:  # argparse's "nothing to report": neither is a results file
+        report.main([str(tmp_path)])
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and "no results.json under" in error
+    assert f"skipping {tmp_path / 'deep' / 'results.json'}: not a results file (nested too deeply" in error
+    assert f"skipping {tmp_path / 'latin1' / 'results.json'}: 'utf-8' codec can't decode" in error

@@ -1,15 +1,22 @@
 """A run dir belongs to one run (issue 16): a fresh run over a finished one is refused (or its files moved aside),
 `ckpt_path=last` resumes the newest state, a refused job leaves the dir as it was, and a live run's lock refuses
-another while a dead one's is taken over."""
+another while a dead one's is taken over. Issue 29: the lock is never taken while its owner writes it, no task
+replaces a finished run's files, and a dir the file system refuses (a name too long, read-only, full) or a
+`last.ckpt` cut short is said in one line, with nothing written lost."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
+import pytest
 from helpers import STEPS, assert_one_line_error, read_results, run_cli
 
 
@@ -79,3 +86,111 @@ def test_a_run_dir_held_by_a_live_run_is_refused_and_a_dead_ones_lock_is_stale(c
     taken = run_cli(*args, "model.width=0", env=cli_env, cwd=tmp_path, check=False)
     assert_one_line_error(taken, "model.width=0")
     assert "stale lock" in taken.stdout + taken.stderr and not (run_dir / ".lock").exists()
+
+
+# -- issue 29: a lock taken whole, one run of any task per dir, a dir the file system refuses ------------
+SLOW_OWNER = """
+import json, sys, time
+from vgg_lightning.app import run_dir
+
+class SlowJson:  # the owner's write of its name into the lock file takes a minute
+    loads = staticmethod(json.loads)
+    dump = staticmethod(lambda *a, **k: (time.sleep(60), json.dump(*a, **k)))
+    dumps = staticmethod(lambda *a, **k: (time.sleep(60), json.dumps(*a, **k))[1])
+
+run_dir.json = SlowJson
+print("locking", flush=True)
+run_dir.RunDirLock(sys.argv[1]).acquire()
+"""
+
+
+def test_a_lock_whose_owner_is_still_writing_it_is_in_use(cli_env, tmp_path, demo_root):
+    """The lock file exists, still empty, while its owner writes: another run must not take it for stale."""
+    run_dir = tmp_path / "D"
+    owner = subprocess.Popen([sys.executable, "-c", SLOW_OWNER, str(run_dir)], env=cli_env, stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert owner.stdout.readline() == "locking\n"
+        for _ in range(300):
+            if (run_dir / ".lock").exists():
+                break
+            time.sleep(0.1)
+        # model.width=0: a run that took the lock anyway is refused right after, for that
+        args = ["experiment=demo", f"data.root={demo_root}", *STEPS, "model.width=0", f"hydra.run.dir={run_dir}"]
+        refused = run_cli(*args, env=cli_env, cwd=tmp_path, check=False)
+        assert_one_line_error(refused, "in use by another run", "starting up")
+        assert (run_dir / ".lock").exists() and not (run_dir / ".hydra").exists()
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_predict_never_replaces_a_finished_runs_files(cli_env, tmp_path, demo_run, demo_root):
+    run_dir = tmp_path / "P"
+    run_dir.mkdir()
+    earlier = run_dir / "predictions.csv"
+    earlier.write_text("path,class,probability\nmine.jpg,cat,0.9\n")
+    args = ["task=predict", f"ckpt_path={demo_run / 'checkpoints' / 'last.ckpt'}", f"inputs={demo_root}/val",
+            "data.num_workers=0", "logger=none", "print_config=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    refused = run_cli(*args, env=cli_env, cwd=tmp_path, check=False)
+    assert_one_line_error(refused, "already holds a run (predictions.csv)", "move_aside=true")
+    assert earlier.read_text() == "path,class,probability\nmine.jpg,cat,0.9\n"
+
+
+def test_a_run_dir_name_over_the_file_systems_limit_is_one_line(cli_env, tmp_path, demo_root):
+    run_dir = tmp_path / ("x" * 300) / "run"
+    result = run_cli("experiment=demo", f"data.root={demo_root}", *STEPS, f"hydra.run.dir={run_dir}", env=cli_env,
+                     cwd=tmp_path, check=False)  # fmt: skip
+    assert_one_line_error(result, f"hydra.run.dir={run_dir}", "is 300 bytes, over its file system's limit of 255")
+
+
+def unshare_mounts() -> bool:
+    """Whether this user may mount a tmpfs in a namespace of its own (root may; others where the kernel lets
+    unprivileged users have namespaces)."""
+    try:
+        probe = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tempfile.gettempdir()}"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def cli_on_a_tmpfs(mount: Path, options: str, args: list[str], env: dict, before: str = "", after: str = ""):
+    """`python -m vgg_lightning ARGS` with a tmpfs of `options` mounted at `mount` (seen by it alone): the
+    full or read-only disk the run dir is on. `before` and `after` are shell lines run around it there."""
+    mount.mkdir()
+    script = f'mount -t tmpfs -o {options} tmpfs {shlex.quote(str(mount))} && {before or "true"} && "$@"; '
+    script += f"status=$?; {after or 'true'}; exit $status"
+    command = ["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-m", "vgg_lightning", *args]
+    return subprocess.run(command, env=env, cwd=mount.parent, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not unshare_mounts(), reason="needs a tmpfs of its own (unshare -rm: root, or user namespaces)")
+def test_a_read_only_or_full_run_dir_is_one_line_and_keeps_what_was_written(cli_env, tmp_path, demo_run, demo_root):
+    common = ["experiment=demo", f"data.root={demo_root}", *STEPS]
+    read_only = cli_on_a_tmpfs(tmp_path / "ro", "ro", [*common, f"hydra.run.dir={tmp_path / 'ro' / 'run'}"], cli_env)
+    assert_one_line_error(read_only, f"hydra.run.dir={tmp_path / 'ro' / 'run'}", "read-only")
+
+    # a resume whose next save finds the disk full: the save fails whole, last.ckpt stays the state it held
+    last = demo_run / "checkpoints" / "last.ckpt"
+    mount, kept = tmp_path / "full", tmp_path / "kept"
+    folder = shlex.quote(str(mount / "run" / "checkpoints"))
+    size = f"size={last.stat().st_size + 1_000_000}"  # last.ckpt and the run's small files fit, a second save not
+    args = [*common, "trainer.max_steps=4", "ckpt_path=last", f"hydra.run.dir={mount / 'run'}"]
+    put_last = f"mkdir -p {folder} && cp {shlex.quote(str(last))} {folder}"
+    full = cli_on_a_tmpfs(mount, size, args, cli_env, before=put_last, after=f"cp -r {folder} {shlex.quote(str(kept))}")
+    # the save fails, or a log written while the save fills the disk: either way one line naming the file
+    assert_one_line_error(full, f"{mount / 'run'}/", "no space left on its device")
+    assert [p.name for p in kept.iterdir()] == ["last.ckpt"]  # no half-written file beside it
+    assert (kept / "last.ckpt").read_bytes() == last.read_bytes()
+
+
+def test_a_truncated_last_ckpt_is_refused_not_started_afresh_over(cli_env, tmp_path, demo_run, demo_root):
+    run_dir = tmp_path / "T"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    whole = (demo_run / "checkpoints" / "last.ckpt").read_bytes()
+    cut = run_dir / "checkpoints" / "last.ckpt"
+    cut.write_bytes(whole[: len(whole) // 2])  # a copy that stopped half-way
+    args = ["experiment=demo", f"data.root={demo_root}", *STEPS, "trainer.max_steps=4", "ckpt_path=last"]
+    result = run_cli(*args, f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path, check=False)
+    assert_one_line_error(result, "ckpt_path=last: checkpoints/last.ckpt", "cannot be read", "ckpt_path=<checkpoint>")
+    assert cut.read_bytes() == whole[: len(whole) // 2] and not (run_dir / "results.json").exists()

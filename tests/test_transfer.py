@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import read_results, run_cli
+from helpers import assert_one_line_error, read_results, run_cli
 from omegaconf import OmegaConf
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, recall_score
 
@@ -139,8 +139,8 @@ def test_demo_chain_train_features_transfer_through_the_cli(cli_env, tmp_path, d
         assert sorted(set(found["splits"].tolist())) == ["train", "val"] and len(found["classes"]) == 8
         assert all(p.startswith(demo) for p in paths.tolist()) and np.bincount(labels).tolist() == [10] * 8
     assert not (tmp_path / "features" / "feature_shards").exists()  # joined into features.npz
-    again = run_cli(*features_args, env=cli_env, cwd=tmp_path)
-    assert "features.npz exists: nothing to compute" in again.stderr + again.stdout
+    again = run_cli(*features_args, env=cli_env, cwd=tmp_path, check=False)  # a run dir holds one run
+    assert_one_line_error(again, "already holds a run (features.npz)", "move_aside=true")
 
     transfer_args = ["task=transfer", f"transfer.features={tmp_path / 'features' / 'features.npz'}",
                      "transfer.train_per_class=5", "transfer.test_per_class=null", "logger=csv"]  # fmt: skip
@@ -165,3 +165,9 @@ def test_bad_transfer_input_fails_before_any_work(cli_env, tmp_path):
                      "logger=none", f"hydra.run.dir={tmp_path / 'run2'}", env=cli_env, cwd=tmp_path,
                      check=False)  # fmt: skip
     assert layout.returncode != 0 and "expected 102" in layout.stderr
+    # arrays of Python objects: np.load would need allow_pickle (which runs code): refused, never unpickled
+    crafted = tmp_path / "crafted.npz"
+    np.savez(crafted, features=np.array([{"a": 1}], dtype=object), labels=np.zeros(1, dtype=np.int64))
+    objects = run_cli("task=transfer", f"transfer.features={crafted}", "logger=none",
+                      f"hydra.run.dir={tmp_path / 'run3'}", env=cli_env, cwd=tmp_path, check=False)  # fmt: skip
+    assert_one_line_error(objects, f"transfer.features='{crafted}' is not a features.npz", "features hold Python")

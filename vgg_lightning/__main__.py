@@ -3,6 +3,7 @@ registry (`tasks.TASKS`), with one-line errors."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -21,6 +22,7 @@ from .app.quiet import quiet_libraries
 from .app.resolvers import register_resolvers
 from .app.run_dir import ONE_LINE_ERRORS
 from .app.search import check_objective, objective
+from .errors import file_system_problem
 from .tasks import check, summaries
 from .tracking.wandb_runs import finish_wandb
 
@@ -46,10 +48,13 @@ def main(cfg: DictConfig):
 
 def user_error(error: BaseException) -> str | None:
     """The message to print, alone, for an error the user can fix: a ValueError (or one of our own error
-    classes) raised by our own code, or a Hydra config error. None: a bug, whose traceback is shown."""
+    classes) raised by our own code, a Hydra config error, or the file system's refusal of a write (a full
+    disk, a read-only folder: `errors.file_system_problem`). None: a bug, whose traceback is shown."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if (problem := file_system_problem(error)) is not None:
+        return problem
     if isinstance(error, (HydraException, OmegaConfBaseException)):
         text = str(error).split("Config search path:")[0]  # where Hydra looked: --info searchpath shows it
         first, *rest = [line.strip() for line in text.splitlines() if line.strip()]
@@ -79,6 +84,7 @@ def cli() -> None:
         os.environ.update(HYDRA_FULL_ERROR="1", **{ONE_LINE_ERRORS: "1"})  # inherited by the ranks it starts
     if os.environ.get(ONE_LINE_ERRORS) != "1":
         return main()
+    logging.raiseExceptions = False  # a full disk is said once, below, not again by each log line it cannot write
     try:
         main()
     except Exception as error:

@@ -25,6 +25,7 @@ from torch import nn
 
 from .checkpoints.nets import net_from_checkpoint
 from .checkpoints.read import CheckpointError, read_checkpoint, read_vgg_checkpoint
+from .errors import one_line_errors
 from .models import TORCHVISION, VGG, from_torchvision, to_torchvision
 from .models.interop import TORCHVISION_NAMES
 
@@ -141,6 +142,9 @@ def export(checkpoint: str, to: str, out: str, score_map: bool = False) -> str:
     example, sample = inputs(score_map)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     staging = f"{out}.partial{Path(out).suffix}"
+    # a folder that takes no file (read-only, forbidden) is said now, as an OSError naming it: the exporters
+    # (torch.jit, torch.onnx) would say it later, as a RuntimeError
+    open(staging, "wb").close()
     try:
         with torch.no_grad():
             expected = module(sample)
@@ -166,6 +170,7 @@ def export(checkpoint: str, to: str, out: str, score_map: bool = False) -> str:
     )
 
 
+@one_line_errors(ExportError, CheckpointError, code=1)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vgg_lightning.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a vgg-lightning checkpoint (e.g. RUN/checkpoints/last.ckpt)")
@@ -173,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the file to write (never overwritten)")
     parser.add_argument("--score-map", action="store_true", help="the fully-convolutional net, any H, W >= 224")
     args = parser.parse_args(argv)
-    try:
-        print(export(args.checkpoint, args.to, args.out, args.score_map))
-    except (ExportError, CheckpointError) as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 1
+    print(export(args.checkpoint, args.to, args.out, args.score_map))
     return 0
 
 

@@ -23,4 +23,5 @@ def check_rules(section: str, settings: Mapping, rules: Rules) -> None:
     `<section>.<key>=<value>: expected <what would do>`. Keys the settings lack are left to their defaults."""
     for key, (accepts, accepted) in rules.items():
         if key in settings and not accepts(settings[key]):
-            raise ValueError(f"{section}.{key}={settings[key]!r}: expected {accepted}")
+            name = f"{section}.{key}" if section else key  # "": top-level keys (seed, top_k)
+            raise ValueError(f"{name}={settings[key]!r}: expected {accepted}")

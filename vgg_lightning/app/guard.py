@@ -22,6 +22,7 @@ from .run_dir import (
     finished_files,
     is_launch_leader,
     remove_partial_saves,
+    unusable_run_dir,
 )
 
 
@@ -32,12 +33,15 @@ class RunDirGuard(Callback):
         self.saved_config: dict[Path, bytes] = {}
         self.finished: dict[Path, int] = {}
 
-    def _claim(self, run_dir: Path, config: DictConfig) -> None:
+    def _claim(self, run_dir: Path, config: DictConfig, key: str = "hydra.run.dir") -> None:
         """Hydra turns a callback's Exception into a warning and goes on: a refusal must exit."""
         if not is_launch_leader():  # the other ranks work in the dir their rank 0 holds
             return
         try:
-            self._lock_and_check(run_dir, config)
+            try:
+                self._lock_and_check(run_dir, config)
+            except OSError as error:  # read-only, full, a name too long: said before any work
+                raise unusable_run_dir(run_dir, key, error) from error
         except RunDirError as error:
             if os.environ.get(ONE_LINE_ERRORS) != "1":  # the user's HYDRA_FULL_ERROR=1: the traceback
                 traceback.print_exception(error)
@@ -65,7 +69,7 @@ class RunDirGuard(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:  # each job of a sweep claims its own dir
-            self._claim(Path(config.hydra.runtime.output_dir), config)
+            self._claim(Path(config.hydra.runtime.output_dir), config, key="hydra.sweep.dir")
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         try:

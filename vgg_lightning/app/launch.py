@@ -57,7 +57,10 @@ def check_multirun(cfg: DictConfig) -> None:
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
-    several = nodes > 1 or devices in ("auto", -1) or (isinstance(devices, int) and devices > 1)
+    # a value that is no count at all is left to the Trainer's settings check (tasks.check), which names it
+    several = (
+        (isinstance(nodes, int) and nodes > 1) or devices in ("auto", -1) or (isinstance(devices, int) and devices > 1)
+    )
     if several and external_launcher() is None and "spawn" not in str(cfg.trainer.get("strategy")):
         raise SystemExit(
             f"a multirun (-m) with trainer.devices={devices} cannot let Lightning start the processes. Use "

@@ -5,6 +5,8 @@ fresh run over a finished one, no leftovers of a killed save."""
 from __future__ import annotations
 
 import atexit
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -15,8 +17,11 @@ from pathlib import Path
 
 from .. import paper
 from ..checkpoints.files import CHECKPOINTS, PARTIAL, last_checkpoint
+from ..errors import fixable
 
-RESULTS = "results.json"
+RESULTS = "results.json"  # train, eval, transfer
+PREDICTIONS = "predictions.csv"  # predict
+FEATURES = "features.npz"  # features
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,6 @@ LOCK = ".lock"
 PREVIOUS = "previous-"  # `move_aside=true` puts an old run's files into <dir>/previous-<time>/
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by Lightning, torchrun, srun
 ONE_LINE_ERRORS = "VGG_LIGHTNING_ONE_LINE_ERRORS"  # set by the CLI when the user did not ask for tracebacks
-WRITES_RESULTS = ("train", "eval")  # the tasks that write checkpoints or results.json into their run dir
 
 
 class RunDirError(ValueError):
@@ -89,64 +93,158 @@ def describe(holder: Mapping) -> str:
 
 
 class RunDirLock:
-    """`<run dir>/.lock`: pid, host, start time and launch of the run's rank 0, created atomically. A lock whose
-    process is dead on this host (or that a restart of the same SLURM job or torchrun launch left) is stale
-    and taken over; any other refuses the run, naming its holder."""
+    """`<run dir>/.lock`, held for the run's life by a POSIX record lock (`fcntl.lockf`), which the kernel (or
+    the NFS server) drops when the process ends, however it ends. The file names its holder (pid, host, start
+    time, launch) for the message that refuses another run. Whoever holds the record lock alone judges the file
+    it found and writes its own name into it, so two runs can never both take the dir, however slow a write:
+
+    - the record lock is held by another process: the dir is in use (the file may still be empty: its holder
+      is writing it), unless the file names a restart of this very launch on another host (a requeued SLURM
+      job whose first host died: the NFS lock of a dead host can outlive it), whose lock is taken over;
+    - the record lock is free but the file names a live process on this host (a run of an older version, or a
+      file system without locks) or a run on another host: in use, as before; a dead process's is stale.
+
+    On a file system that offers no locks (some FUSE mounts, NFS mounted `nolock` across hosts) only the
+    file's content is judged, as it was before the record lock, with a warning."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / LOCK
-        self.held = False
+        self.fd: int | None = None
+        self.owner = os.getpid()  # a forked child that inherits the descriptor holds nothing
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
 
     def holder(self) -> dict | None:
+        """Who the file names (None: nobody yet, or not a lock of ours). Never called by the holder itself:
+        closing any descriptor of the file would drop its record lock."""
         try:
             return json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
 
     def _stale(self, holder: Mapping | None) -> bool:
-        if holder is None:  # unreadable: half-written by a process killed at once
+        if holder is None:  # empty: its writer died before writing (we hold the record lock now)
             return True
         if holder.get("host") == socket.gethostname():
             return not _alive(holder)
-        return holder.get("launch") is not None and holder.get("launch") == launch_identity()
+        return _restart_of_this_launch(holder)
 
     def acquire(self) -> None:
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.time(),
-            "process_start": _process_start(os.getpid()),
-            "launch": launch_identity(),
-        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                with os.fdopen(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY), "w") as f:
-                    json.dump(me, f)
-                self.held = True
-                atexit.register(self.release)
-                return
-            except FileExistsError:
-                holder = self.holder()
-                if not self._stale(holder):
-                    raise RunDirError(
-                        f"run dir {self.path.parent} is in use by another run: {describe(holder)}. Choose another "
-                        f"hydra.run.dir, or wait for it to end (if it is gone, delete {self.path})"
-                    ) from None
-                log.warning("taking over the stale lock of %s", describe(holder) if holder else "an unknown run")
-                self.path.unlink(missing_ok=True)
+                if self._take(fd):
+                    self.fd, self.owner = fd, os.getpid()
+                    atexit.register(self.release)
+                    return
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         raise RunDirError(f"could not lock run dir {self.path.parent}: other runs keep taking it")
 
-    def release(self) -> None:
-        if self.held and (self.holder() or {}).get("pid") == os.getpid():
+    def _take(self, fd: int) -> bool:
+        """Whether this process now holds the lock through `fd` (False: try again with a fresh file)."""
+        locked = _record_lock(fd, self.path)
+        if locked is False:
+            holder = self.holder()
+            if not _restart_of_this_launch(holder):
+                raise self._in_use(holder)
+            log.warning("taking over the lock of %s: a restart of this launch", describe(holder))
             self.path.unlink(missing_ok=True)
-        self.held = False
+            return False
+        if not _same_file(fd, self.path):  # its holder released it (unlinked it) as we opened it
+            return False
+        found = _read_lock_file(fd)
+        if not self._stale(found):
+            raise self._in_use(found)
+        if found is not None:
+            log.warning("taking over the stale lock of %s", describe(found))
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                         "process_start": _process_start(os.getpid()), "launch": launch_identity()})  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode(), 0)
+        return True
+
+    def _in_use(self, holder: Mapping | None) -> RunDirError:
+        who = describe(holder) if holder else "a run starting up (its name is being written)"
+        return RunDirError(
+            f"run dir {self.path.parent} is in use by another run: {who}. Choose another hydra.run.dir, or wait "
+            f"for it to end (if it is gone, delete {self.path})"
+        )
+
+    def release(self) -> None:
+        """Delete the file (if it is still ours), then drop the record lock: a run waiting on the old file sees it
+        gone and starts again on a fresh one."""
+        if self.fd is None or self.owner != os.getpid():
+            return
+        try:
+            if _same_file(self.fd, self.path):
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _restart_of_this_launch(holder: Mapping | None) -> bool:
+    """A lock left on another host by an earlier start of this launch (a requeued SLURM job keeps its id)."""
+    return bool(holder) and holder.get("host") != socket.gethostname() and (
+        holder.get("launch") is not None and holder.get("launch") == launch_identity())  # fmt: skip
+
+
+def _record_lock(fd: int, path: Path) -> bool | None:
+    """Take the exclusive record lock of `fd` without waiting: True, False when another process holds it, None
+    when the file system offers none."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            log.warning("the file system of %s offers no locks: only the lock file's content is checked", path)
+            return None
+        raise
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        mine, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _read_lock_file(fd: int) -> dict | None:
+    """The holder a lock file names, read through the holder's own descriptor (None: empty or not ours)."""
+    try:
+        found = json.loads(os.pread(fd, 1 << 16, 0) or b"null")
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def unusable_run_dir(run_dir: Path, key: str, error: OSError) -> RunDirError:
+    """The refusal of a run dir the file system will not let the run create or write (or any other error of
+    the file system while the dir is claimed, said as it is)."""
+    found = fixable(error, str(run_dir))
+    if found is None:
+        return RunDirError(f"{key}={run_dir} cannot hold the run: {error}")
+    where, what = found
+    inside = "" if where is None or Path(where) == run_dir else f" ({where})"
+    return RunDirError(f"{key}={run_dir} cannot hold the run{inside}: {what}")
 
 
 def finished_files(run_dir: str | Path) -> dict[Path, int]:
-    """A run's checkpoints and results (path -> mtime): what a fresh run into the dir would overwrite."""
+    """What a finished run of any task left (path -> mtime): its checkpoints, results.json, predictions.csv or
+    features.npz, which a fresh run into the dir would overwrite (or leave beside a .hydra/ that no longer
+    describes them)."""
     run_dir = Path(run_dir)
-    paths = [*(run_dir / CHECKPOINTS).glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / RESULTS]
+    outputs = [run_dir / name for name in (RESULTS, PREDICTIONS, FEATURES)]
+    paths = [*(run_dir / CHECKPOINTS).glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt"), *outputs]
     return {path: path.stat().st_mtime_ns for path in paths if path.is_file()}
 
 
@@ -171,9 +269,9 @@ def is_resume(task: str, ckpt_path: str | None, run_dir: Path) -> bool:
 
 
 def check_fresh_run(run_dir: Path, task: str, ckpt_path: str | None, moving_aside: bool) -> None:
-    """A run that is not a resume, into a dir holding a finished run's checkpoints or results: refuse, or move
-    the old files aside when asked (`move_aside=true`)."""
-    if task not in WRITES_RESULTS or is_resume(task, ckpt_path, run_dir):
+    """A run that is not a resume, into a dir holding a finished run's files (any task's: a dir holds one run,
+    and its .hydra/ describes that run): refuse, or move the old files aside when asked (`move_aside=true`)."""
+    if is_resume(task, ckpt_path, run_dir):
         return
     found = finished_files(run_dir)
     if not found:

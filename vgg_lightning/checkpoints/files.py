@@ -23,7 +23,9 @@ class CheckpointError(ValueError):
 
 
 def existing_checkpoint(path: str) -> str:
-    """`path`, or a CheckpointError when no file is there."""
+    """`path`, or a CheckpointError when no file is there (a run dir named instead: its last.ckpt is said)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a folder: name a file in it, e.g. {last_checkpoint(path)}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     return path

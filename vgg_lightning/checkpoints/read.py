@@ -100,6 +100,13 @@ def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     folder = last_checkpoint(run_dir).parent
     candidates = sorted(p for p in (*folder.glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file())
     found = {path: progress for path in candidates if (progress := recorded_progress(path)) is not None}
+    if not found and candidates:  # starting afresh would overwrite them: the user decides
+        names = ", ".join(str(path.relative_to(run_dir)) for path in candidates)
+        raise CheckpointError(
+            f"ckpt_path=last: {names} in {run_dir} cannot be read (cut short, or not a checkpoint: the log above "
+            f"says why), so there is no state to resume. To start afresh, move {'it' if len(candidates) == 1 else 'them'} "
+            f"away first; or resume from another file with ckpt_path=<checkpoint>"
+        )
     if not found:
         log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", folder)
         return None

@@ -86,7 +86,7 @@ def named_nets(
     weights: str | None,
     weights_path: str | None,
     ckpt_path: str | None,
-    ensemble: Sequence[str] | None,
+    ensemble: Sequence[str] | str | None,
     config: str,
     task: str = "eval",
 ) -> list[NamedNet]:
@@ -104,7 +104,8 @@ def named_nets(
             raise MissingWeights(f"weights=caffe needs its file, weights_path=...: {released.where_to_get(config)}")
         first = [NamedNet(weights, str(weights_path) if weights_path else None, config)]
     # a .caffemodel where a checkpoint is named (ckpt_path=, an ensemble) is a Caffe net of its own config
-    named = [p for p in [ckpt_path if not weights else None, *(ensemble or ())] if p]
+    others = [ensemble] if isinstance(ensemble, str) else ensemble or []  # one file given alone: ensemble=b.ckpt
+    named = [p for p in [ckpt_path if not weights else None, *others] if p]
     nets = first + [NamedNet("caffe" if is_caffe_model(p) else CHECKPOINT, str(p)) for p in named]
     if not nets:
         raise CheckpointError(
@@ -115,7 +116,7 @@ def named_nets(
     return nets
 
 
-def run_nets(cfg: Mapping, ensemble: Sequence[str] | None, task: str) -> list[NamedNet]:
+def run_nets(cfg: Mapping, ensemble: Sequence[str] | str | None, task: str) -> list[NamedNet]:
     """`named_nets` of an eval, predict or features run: its weights=, weights_path=, ckpt_path= and model's
     config, and its ensemble (`eval.ensemble`, `features.ensemble`)."""
     return named_nets(cfg.get("weights"), cfg.get("weights_path"), cfg.get("ckpt_path"), ensemble,

@@ -24,6 +24,7 @@ from ..compat import (
     last_saved_step,
     save_last_checkpoint,
 )
+from ..errors import file_system_error
 from .files import PARTIAL
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(staging, path)
+        except Exception as error:
+            # a full disk reaches torch's zip writer as a RuntimeError ("unexpected pos"): say which file
+            cause = file_system_error(error)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, path) from error
         finally:
             if os.path.exists(staging):
                 os.remove(staging)
@@ -68,7 +75,9 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     - A removal (ModelCheckpoint's older best) takes its turn behind the queued saves, so a file removed is never
       written afterwards; a read waits for them all.
     - Lightning waits for the queue when fit ends, also on an exception or Ctrl-C (strategy teardown); a kill
-      while a save is being written leaves the previous file (the write is atomic)."""
+      while a save is being written leaves the previous file (the write is atomic).
+    - A save that fails (a full disk) stops the run at the next training step (`raise_failure`), naming the
+      file; the previous one stays as it was."""
 
     def __init__(self, checkpoint_io=None) -> None:
         super().__init__(checkpoint_io or AtomicCheckpointIO())
@@ -109,6 +118,11 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
         """Return when every save and removal asked for so far is done (raising the first error of one)."""
         if self._executor is not None:
             self._executor.submit(lambda: None).result()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        """The error of a save that failed behind training (a full disk), raised now: Lightning would raise it
+        only at the next save, an epoch of training later."""
         if self._error:
             raise self._error
 
@@ -151,6 +165,8 @@ class PreemptibleCheckpoint(ModelCheckpoint):
         self.validated = False  # whether a validation (not the sanity check) has run in this process
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if isinstance(trainer.strategy.checkpoint_io, BackgroundCheckpointIO):
+            trainer.strategy.checkpoint_io.raise_failure()
         with in_background(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             if checkpoint_defers_until_validation(self):

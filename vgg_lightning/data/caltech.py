@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from .labelled import LabelledImages
-from .layout import DataLayoutError, is_image_file
+from .layout import DataLayoutError, class_folders, is_image_file, utf8_name
 
 # name -> (classes as the paper counts them, the archive's folder, the background class)
 LAYOUTS = {
@@ -32,8 +32,11 @@ def read_caltech(root: str, name: str = "caltech101") -> LabelledImages:
             f"{name} root {root!r} does not exist: set features.root=/path/to/{archive} (a folder per class)"
         )
     folder = class_root(root, name)
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-    images = {c: sorted(f for f in os.listdir(os.path.join(folder, c)) if is_image_file(f)) for c in classes}
+    classes = class_folders(folder)
+    # the files of each class folder itself (no link or subfolder followed), their names checked as every
+    # reader checks them (layout.utf8_name)
+    images = {c: sorted(os.path.basename(utf8_name(os.path.join(folder, c, f)))
+                        for f in os.listdir(os.path.join(folder, c)) if is_image_file(f)) for c in classes}  # fmt: skip
     problems = []
     empty = [c for c in classes if not images[c]]
     if empty:

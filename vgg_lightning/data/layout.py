@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from .decode import check_file
 from .demo import make_demo_dataset
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that the walk needs no torchvision (a test keeps the two
 # equal): the files ImageFolder would pick, so a folder prepared for torchvision reads the same here
@@ -26,11 +28,33 @@ class DataLayoutError(ValueError):
     """The data folder is not what the run needs; the message says what was found and what was expected."""
 
 
-def image_files(folder: str, _seen: set | None = None):
-    """The image files under `folder` (by extension, as torchvision's ImageFolder picks them), in sorted order,
-    following links to folders but never a folder twice (a link to a parent would loop). A name whose link
-    loops or dangles is yielded like any file: reading it fails, and it is skipped as unreadable."""
-    seen = set() if _seen is None else _seen
+def utf8_name(path: str) -> str:
+    """`path`, refused when it is not valid UTF-8 (Python then holds its bytes as surrogates): a class name
+    goes into checkpoints, results and predictions.csv, an image's path into predictions.csv and features.npz,
+    and none of them can hold it. One rule for every reader: refused at the start, named."""
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            raise DataLayoutError(
+                f"{shown}: the name is not valid UTF-8 (written in another encoding): rename it, e.g. all names "
+                f"under a folder from Latin-1 with convmv -f latin1 -t utf-8 -r --notest <folder>"
+            ) from None
+    return path
+
+
+def image_files(folder: str, outside: list[str] | None = None) -> Iterator[str]:
+    """The image files under `folder` (a class folder, or any folder of images), by extension as torchvision's
+    ImageFolder picks them, in sorted order. Links to files are followed; a link to a folder only when it
+    stays inside `folder`, and no folder twice (a link to itself would loop). A link out of it is not
+    followed, and is added to `outside`: `train/a/up -> ..` would bring every other class's images in again
+    as class a. A file whose link loops or dangles is yielded like any file: reading it fails, and it is
+    skipped as unreadable. Names that are not valid UTF-8 are refused (`utf8_name`)."""
+    yield from _walk(folder, os.path.realpath(folder), set(), outside)
+
+
+def _walk(folder: str, top: str, seen: set, outside: list[str] | None) -> Iterator[str]:
     try:
         identity = os.stat(folder)
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -41,14 +65,18 @@ def image_files(folder: str, _seen: set | None = None):
     seen.add((identity.st_dev, identity.st_ino))
     for entry in entries:
         if _is_folder(entry):  # a file link loop (ELOOP) is no folder
-            yield from image_files(entry.path, seen)
+            if entry.is_symlink() and os.path.commonpath([top, os.path.realpath(entry.path)]) != top:
+                if outside is not None:
+                    outside.append(entry.path)
+                continue
+            yield from _walk(utf8_name(entry.path), top, seen, outside)
         elif is_image_file(entry.name):
-            yield entry.path
+            yield utf8_name(entry.path)
 
 
 def class_folders(split_root: str) -> list[str]:
-    """The class folders of a split, sorted (as torchvision's find_classes)."""
-    return sorted(entry.name for entry in os.scandir(split_root) if _is_folder(entry))
+    """The class folders of a split, sorted (as torchvision's find_classes); their names valid UTF-8."""
+    return sorted(os.path.basename(utf8_name(entry.path)) for entry in os.scandir(split_root) if _is_folder(entry))
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -58,15 +86,28 @@ def _is_folder(entry: os.DirEntry) -> bool:
         return False
 
 
-def split_samples(split_root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """(classes, [(path, class index)]) of a split: what training and evaluation read, and data.check checks."""
-    classes = class_folders(split_root)
-    samples = [(path, i) for i, name in enumerate(classes) for path in image_files(os.path.join(split_root, name))]
+def split_samples(split_root: str, outside: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """(classes, [(path, class index)]) of a split: what training, evaluation and features read, and data.check
+    checks. The links out of their class folder, which are not followed, go into `outside`; without it, a
+    warning names the first of them."""
+    classes, links = class_folders(split_root), []
+    samples = [(path, i) for i, name in enumerate(classes)
+               for path in image_files(os.path.join(split_root, name), links)]  # fmt: skip
+    if outside is not None:
+        outside += links
+    elif links:
+        log.warning(
+            "%s: %d link(s) to a folder outside its class folder not followed (%s%s): their images would count "
+            "as this class's; python -m vgg_lightning.data.check lists them",
+            split_root, len(links), links[0], " ..." if len(links) > 1 else "",
+        )  # fmt: skip
     return classes, samples
 
 
 def validate_layout(root: str, splits: Sequence[str] = SPLITS, num_classes: int | None = None) -> list[str]:
     """Check `root/<split>/<class>/<images>` before any work; returns the sorted class names."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataLayoutError(f"data root {root!r} is a file: set data.root to the folder holding train/ and val/")
     if not os.path.isdir(root):
         raise DataLayoutError(
             f"data root {root!r} does not exist. Set data.root=/path/to/imagenet (with train/ and val/ "

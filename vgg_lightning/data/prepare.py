@@ -27,7 +27,8 @@ from unittest import mock
 from torchvision.datasets import imagenet as tv
 from torchvision.datasets.utils import check_md5
 
-from .layout import DataLayoutError, validate_layout
+from ..errors import one_line_errors
+from .layout import DataLayoutError, is_image_file, validate_layout
 
 SPLITS = ("train", "val")
 ARCHIVES = {key: name for key, (name, _) in tv.ARCHIVE_META.items()}  # train, val, devkit -> official file name
@@ -42,12 +43,36 @@ def needed_archives(splits) -> list[str]:
     return ["devkit", *splits]
 
 
+FIRST_MEMBER = {"train": ("a class tar (<wnid>.tar)", lambda name: name.endswith(".tar")),
+                "val": ("an image", is_image_file)}  # fmt: skip
+
+
+def archive_problem(key: str, path: str) -> str | None:
+    """Why `path` is not the `key` archive as image-net.org hands it out (None: it opens as one): not a tar
+    archive (the devkit: not a gzip-compressed one), or its first member not what that archive holds. Only
+    its first member is read."""
+    compressed = path.endswith(".gz")
+    try:
+        with tarfile.open(path, "r:gz" if compressed else "r:") as tar:
+            first = tar.next()
+    except (tarfile.TarError, EOFError, OSError) as error:
+        kind = "gzip-compressed tar archive (.tar.gz)" if compressed else "tar archive"
+        return f"{path} is not a {kind} ({error}): download it again"
+    what, fits = FIRST_MEMBER.get(key, (None, None))
+    if fits is not None and (first is None or not fits(first.name)):
+        return f"{path} does not hold {what} first ({first.name if first else 'it is empty'}): is it the {key} archive?"
+    return None
+
+
 def check_inputs(source: str, root: str, splits) -> dict[str, str]:
-    """Every problem at once, before any work: missing archives, split folders already in ROOT."""
+    """Every problem at once, before any work: missing archives, files that are not the archives, split
+    folders already in ROOT."""
     paths = {key: os.path.join(source, ARCHIVES[key]) for key in needed_archives(splits)}
     problems = [f"missing {path} (the {key} archive)" for key, path in paths.items() if not os.path.isfile(path)]
     if problems:
         problems.append(f"download them from https://image-net.org/ (ILSVRC2012) into {source}, with these names")
+    problems += [problem for key, path in paths.items() if os.path.isfile(path) and (
+        problem := archive_problem(key, path))]  # fmt: skip
     problems += [
         f"{os.path.join(root, split)} already exists: remove it, or prepare into another ROOT"
         for split in splits
@@ -73,28 +98,41 @@ def _without_md5_check():
         yield
 
 
+def _inside_only(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
+    """tarfile's `data` filter, which also refuses an absolute name instead of stripping its slash (an
+    ImageNet archive has none: `/etc/x` is a crafted member, not `etc/x` meant inside ROOT)."""
+    if member.name.startswith(("/", os.sep)):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest_path)
+
+
 @contextmanager
-def _members_stay_inside():
+def _members_stay_inside(path: str):
     """torchvision's parsers call `tarfile.extractall` without a filter, and Python 3.11 then trusts every
     member: a crafted archive could write outside ROOT (`../x`, an absolute path, a link out). tarfile's
-    documented default filter, set here to `data`, refuses such members (and strips modes that make no sense
-    for images); the refusal names the member."""
-    with mock.patch.object(tarfile.TarFile, "extraction_filter", staticmethod(tarfile.data_filter)):
+    documented default filter, set here to `data` (`_inside_only`), refuses such members (and strips modes
+    that make no sense for images); the refusal names the member and the archive `path`, and so does the
+    error of an archive damaged after its first member."""
+    with mock.patch.object(tarfile.TarFile, "extraction_filter", staticmethod(_inside_only)):
         try:
             yield
         except tarfile.FilterError as error:
-            raise PrepareError(f"refusing a crafted archive member: {error}") from error
+            raise PrepareError(f"refusing a crafted archive member of {path}: {error}") from error
+        except (tarfile.TarError, EOFError) as error:
+            raise PrepareError(f"{path} is damaged ({error}): download it again") from error
 
 
 def unpack(paths: dict[str, str], staging: str, splits) -> int:
     """Unpack the archives into `staging` with torchvision's parsers; returns the number of classes."""
-    with _without_md5_check(), _members_stay_inside():
+    with _without_md5_check():
         print(f"reading {paths['devkit']}", flush=True)
-        tv.parse_devkit_archive(staging, paths["devkit"])
+        with _members_stay_inside(paths["devkit"]):
+            tv.parse_devkit_archive(staging, paths["devkit"])
         wnid_to_classes, val_wnids = tv.load_meta_file(staging)
         if "val" in splits:
             print(f"unpacking {paths['val']} and sorting it into class folders", flush=True)
-            tv.parse_val_archive(staging, paths["val"], wnids=val_wnids)
+            with _members_stay_inside(paths["val"]):
+                tv.parse_val_archive(staging, paths["val"], wnids=val_wnids)
             unsorted = [e.name for e in os.scandir(os.path.join(staging, "val")) if e.is_file()]
             if unsorted:
                 raise PrepareError(
@@ -103,7 +141,8 @@ def unpack(paths: dict[str, str], staging: str, splits) -> int:
                 )
         if "train" in splits:
             print(f"unpacking {paths['train']} and its {len(wnid_to_classes)} class archives", flush=True)
-            tv.parse_train_archive(staging, paths["train"])
+            with _members_stay_inside(paths["train"]):
+                tv.parse_train_archive(staging, paths["train"])
     return len(wnid_to_classes)
 
 
@@ -126,6 +165,7 @@ def prepare(source: str, root: str, splits=SPLITS, md5: bool = False) -> str:
     return root
 
 
+@one_line_errors(PrepareError, DataLayoutError, code=2)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vgg_lightning.data.prepare", description=__doc__.split("\n\n")[0].split(": ", 1)[1]
@@ -135,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     parser.add_argument("--verify-md5", action="store_true", help="check the archives against the official md5s first")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.source, args.root, args.splits, md5=args.verify_md5)
-    except (PrepareError, DataLayoutError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    prepare(args.source, args.root, args.splits, md5=args.verify_md5)
     return 0
 
 

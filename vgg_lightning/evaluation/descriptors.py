@@ -34,7 +34,6 @@ from .loader import ScaledImages, shape_loader
 from .protocol_settings import check_aggregate
 
 log = logging.getLogger(__name__)
-FEATURES = "features.npz"
 SHARDS = "feature_shards"
 
 
@@ -166,13 +165,12 @@ class FeatureExtractor(L.LightningModule):
         self._indices, self._features = [], []
 
 
-def write_features(run_dir: Path, images: LabelledImages, shards: Shards, config: str, sources: list[str],
+def write_features(path: Path, images: LabelledImages, shards: Shards, config: str, sources: list[str],
                    scales: list[int], aggregate: str, started: float) -> dict:  # fmt: skip
     indices, features = shards.join()
     missing = len(images) - len(indices)
     if missing:
         log.warning("%d of %d images could not be read and have no descriptor (see the warnings)", missing, len(images))
-    path = run_dir / FEATURES
     staging = path.with_suffix(".tmp")
     with open(staging, "wb") as f:
         np.savez(

@@ -27,7 +27,6 @@ from .loader import ScaledImages
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
 
 log = logging.getLogger(__name__)
-PREDICTIONS = "predictions.csv"
 TORCHVISION_TEST_SCALE = KINDS["torchvision"].test_scale  # its own val rescale (Resize(256), then the centre 224)
 SHOWN = 10  # rows of the printed table
 
@@ -110,7 +109,7 @@ def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k
             probs.update(zip(indices.tolist(), group_probs))
     if len(probs) < len(files):
         log.warning(
-            "%d of %d files could not be read: left out of %s", len(files) - len(probs), len(files), PREDICTIONS
+            "%d of %d files could not be read: left out of the predictions", len(files) - len(probs), len(files)
         )
     order = sorted(probs)
     top = predictor.top_k(torch.stack([probs[i] for i in order]), k) if order else []
@@ -127,7 +126,9 @@ def prediction_rows(predictor: Predictor, files: Sequence[str], outputs: list, k
 def write_predictions(rows: list[dict], path: str) -> None:
     """predictions.csv, atomically (a reader never sees half a file)."""
     staging = f"{path}.tmp"
-    with open(staging, "w", newline="") as f:
+    # UTF-8 whatever the locale; a class name that is not (kept by a checkpoint from before the data walk refused
+    # such names) is written escaped (caf\udce9) rather than failing the whole file
+    with open(staging, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["path", "class", "probability"])
         writer.writeheader()
         writer.writerows(rows)
@@ -145,5 +146,5 @@ def print_table(rows: list[dict], path: str) -> None:
         second = [row.get("class_2", ""), f"{row['probability_2']:.3f}" if "probability_2" in row else ""]
         table.add_row(os.path.basename(row["path"]), row["class"], f"{row['probability']:.3f}", *second)
     if len(rows) > SHOWN:
-        table.caption = f"... and {len(rows) - SHOWN} more in {PREDICTIONS}"
+        table.caption = f"... and {len(rows) - SHOWN} more in {os.path.basename(path)}"
     Console().print(table)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import one_line_errors
 from .findings import is_transfer, shallow_table, transfer_table
 from .markdown import CAPTION, markdown_table
 from .plots import plot_curves, plot_error_vs_depth
@@ -58,6 +59,7 @@ def write_report(runs: list[Run], out: Path, sources: list[Path]) -> tuple[str, 
     return table, plots
 
 
+@one_line_errors(code=1)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vgg_lightning.report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run dirs, multirun dirs or folders holding them")

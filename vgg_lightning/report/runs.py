@@ -109,7 +109,10 @@ def collect(paths: list[Path]) -> list[Run]:
         for file in files:
             try:
                 results = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError) as error:
+            except RecursionError:  # json's parser recurses once per level: a crafted file of 100,000 levels
+                print(f"skipping {file}: not a results file (nested too deeply to parse)", file=sys.stderr)
+                continue
+            except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON
                 print(f"skipping {file}: {error}", file=sys.stderr)
                 continue
             if problem := malformed(results):

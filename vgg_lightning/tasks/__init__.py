@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 from ..data.options import check_data_settings
 from ..models.choices import check_model_settings
 from ..paper import figures
+from ..rules import check_rules, is_int
+from ..training.recipe_settings import check_trainer_settings
 from . import eval as evaluate
 from . import features, predict, train, transfer
 
@@ -34,14 +36,16 @@ def task_named(name: str) -> ModuleType:
 
 
 def check(cfg: DictConfig) -> ModuleType:
-    """The task of `cfg`, once every value it reads has passed its check: the net's and the data's settings,
-    which every task reads, then the task's own (the cheap checks first: the data folder's come last, as the
+    """The task of `cfg`, once every value it reads has passed its check: the net's, the data's and the
+    Trainer's settings, which every task reads, then the task's own (the cheap checks first: the data folder's come last, as the
     demo set is generated there)."""
     task = task_named(cfg.task)
     if isinstance(cfg.get("paper"), str):
         figures(cfg.paper)  # the row an experiment names (a file of one's own may give figures instead)
+    check_rules("", cfg, {"seed": (lambda s: is_int(s) and 0 <= s < 2**32, "an int in [0, 2^32) (0: the default)")})
     check_model_settings(cfg.model)
     check_data_settings(cfg.data)
+    check_trainer_settings(cfg.trainer)
     task.check(cfg)
     return task
 

@@ -3,7 +3,8 @@
 The nets are our checkpoints (`ckpt_path` and `features.ensemble`, stacked) or released weights
 (`weights=torchvision`, `weights=caffe weights_path=...`, and `.caffemodel` files in `features.ensemble`: the
 authors' D & E); the descriptor is `evaluation.descriptors`'. A stopped job run again in the same run
-dir (`hydra.run.dir=<it>`) computes only the images no shard holds. Rank 0 then joins the shards into
+dir (`hydra.run.dir=<it>`) computes only the images no shard holds; a finished one's dir is refused, as any
+finished run's (`app.run_dir.check_fresh_run`). Rank 0 then joins the shards into
 features.npz (`features` N x D float32, `labels`, `paths`, `splits`, `classes` and the settings).
 """
 
@@ -15,14 +16,14 @@ from omegaconf import DictConfig
 
 from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.readers import read_labelled
-from ..evaluation.protocol_settings import check_aggregate
+from ..evaluation.protocol_settings import check_aggregate, check_features_settings
 
 log = logging.getLogger(__name__)
 SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 
 def check(cfg: DictConfig) -> None:
-    check_aggregate(cfg.features.aggregate)
+    check_features_settings(cfg.features)
     check_named_nets(run_nets(cfg, cfg.features.get("ensemble"), "features"), cfg.data.normalize)
     # the reader checks the layout as it lists the images (again in the run)
     read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
@@ -42,9 +43,10 @@ def run(cfg: DictConfig) -> dict | None:
     import time
 
     from ..app.job import output_dir
+    from ..app.run_dir import FEATURES
     from ..app.trainer import build_trainer
     from ..compat import skip_checkpoint_on_test
-    from ..evaluation.descriptors import FEATURES, SHARDS, FeatureExtractor, Shards, write_features
+    from ..evaluation.descriptors import SHARDS, FeatureExtractor, Shards, write_features
     from ..speed import on_here
 
     started = time.time()
@@ -54,10 +56,7 @@ def run(cfg: DictConfig) -> dict | None:
     images = read_labelled(settings.dataset, settings.root, settings.splits)  # the layout is checked first
     nets, sources = feature_nets(cfg)
     config = "+".join(net.config for net in nets)
-    run_dir = output_dir()
-    if (run_dir / FEATURES).is_file():
-        log.info("%s exists: nothing to compute (a new run dir computes them anew)", run_dir / FEATURES)
-        return None
+    run_dir = output_dir()  # a finished run's features.npz is never replaced (app.run_dir.check_fresh_run)
     trainer = build_trainer(cfg, {"config": config, "train_scale": None, "test_scales": scales})
     shard_settings = {"dataset": images.name, "images": len(images), "scales": scales, "aggregate": aggregate,
                       "nets": sources, "normalize": cfg.data.normalize}  # fmt: skip
@@ -87,4 +86,4 @@ def run(cfg: DictConfig) -> dict | None:
     trainer.strategy.barrier()  # every rank's shards are on disk
     if not trainer.is_global_zero:
         return None
-    return write_features(run_dir, images, shards, config, sources, scales, aggregate, started)
+    return write_features(run_dir / FEATURES, images, shards, config, sources, scales, aggregate, started)

@@ -19,23 +19,26 @@ from omegaconf import DictConfig
 
 from ..checkpoints.files import CheckpointError
 from ..checkpoints.weights import check_named_nets, run_nets
-from ..data.layout import is_image_file
+from ..data.layout import image_files, is_image_file, utf8_name
 from ..evaluation.protocol_settings import check_eval_settings
+from ..rules import check_rules, is_int
 
 log = logging.getLogger(__name__)
 SUMMARY = "classify images (inputs=...): predictions.csv"
 
 
 def input_files(inputs: str | None) -> list[str]:
-    """The image files that `inputs=` names: one image, every image under a folder (sorted), or a glob."""
+    """The image files that `inputs=` names: one image, every image under a folder (sorted; the data's own
+    walk, `data.layout.image_files`), or a glob. A name that is not valid UTF-8 is refused, as every reader
+    refuses it."""
     if not inputs:
         raise ValueError("task=predict needs the images: inputs=photo.jpg, inputs=photos/ or inputs='photos/*.jpg'")
     inputs = os.path.expanduser(str(inputs))
     if os.path.isdir(inputs):
-        found = [os.path.join(top, name) for top, _, names in os.walk(inputs) for name in names]
+        found = list(image_files(inputs))
     else:
         found = [inputs] if os.path.isfile(inputs) else glob.glob(inputs, recursive=True)
-    files = sorted(path for path in found if os.path.isfile(path) and is_image_file(path))
+    files = sorted(utf8_name(path) for path in found if os.path.isfile(path) and is_image_file(path))
     if not files:
         raise ValueError(
             f"inputs={inputs!r}: no image files there (an image, a folder of images or a glob such as "
@@ -46,6 +49,7 @@ def input_files(inputs: str | None) -> list[str]:
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
+    check_rules("", cfg, {"top_k": (lambda k: is_int(k) and k >= 1, "an int >= 1 (classes per image, 5)")})
     check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "predict"), cfg.data.normalize)
     input_files(cfg.get("inputs"))
 
@@ -72,9 +76,10 @@ def predictor_for(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict | None:
     from ..app.job import output_dir
+    from ..app.run_dir import PREDICTIONS
     from ..app.trainer import build_trainer
     from ..evaluation.evaluator import Evaluator
-    from ..evaluation.predictor import PREDICTIONS, prediction_rows, print_table, write_predictions
+    from ..evaluation.predictor import prediction_rows, print_table, write_predictions
     from ..speed import on_here
 
     files = input_files(cfg.inputs)

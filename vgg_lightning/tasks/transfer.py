@@ -8,16 +8,14 @@ import logging
 from omegaconf import DictConfig
 
 from .. import paper
-from ..evaluation.protocol_settings import existing_features
+from ..evaluation.protocol_settings import check_transfer_settings
 
 log = logging.getLogger(__name__)
 SUMMARY = "linear SVMs on the descriptors, as Table 11"
 
 
 def check(cfg: DictConfig) -> None:
-    existing_features(cfg.transfer.features)
-    if not cfg.transfer.C:
-        raise ValueError("transfer.C is empty: give the values to choose C from, e.g. [0.1,1,10]")
+    check_transfer_settings(cfg.transfer)
 
 
 def run(cfg: DictConfig) -> dict:
