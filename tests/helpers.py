@@ -198,6 +198,40 @@ def narrow(config: str = "A", seed: int = 0, classes: int = CLASSES):
     return build_vgg(config, num_classes=classes, width=0.0625, init="xavier").eval()
 
 
+# -- the authors' released nets' layout, narrow: VGG-shaped Caffe weights (models.caffe.write_caffemodel writes them)
+CAFFE_BLOCKS = {"D": (2, 2, 3, 3, 3), "E": (2, 2, 4, 4, 4)}
+CAFFE_WIDTH, CAFFE_HIDDEN, CAFFE_CLASSES = 0.0625, 256, 10
+
+
+def caffe_vgg_blobs(config: str = "D", seed: int = 0, classes: int = CAFFE_CLASSES) -> dict[str, list[np.ndarray]]:
+    """Weights in the released files' layout, at width 1/16: convs (out, in, 3, 3) over BGR input, fc6 an
+    InnerProduct (256, 32*7*7). Scaled so that activations neither vanish nor explode."""
+    rng = np.random.default_rng(seed)
+    blobs, cin = {}, 3
+    for block, (convs, width) in enumerate(zip(CAFFE_BLOCKS[config], (64, 128, 256, 512, 512)), start=1):
+        cout = round(width * CAFFE_WIDTH)
+        for index in range(1, convs + 1):
+            weight = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3))
+            blobs[f"conv{block}_{index}"] = [weight, rng.normal(0, 0.1, cout)]
+            cin = cout
+    hidden = CAFFE_HIDDEN
+    for name, out, fan_in in (("fc6", hidden, cin * 49), ("fc7", hidden, hidden), ("fc8", classes, hidden)):
+        blobs[name] = [rng.normal(0, (2 / fan_in) ** 0.5, (out, fan_in)), rng.normal(0, 0.1, out)]
+    return {name: [b.astype(np.float32) for b in layer] for name, layer in blobs.items()}
+
+
+def write_released(path: Path, config: str = "D", classes: int = CAFFE_CLASSES, seed: int = 0) -> Path:
+    """A narrow stand-in of the authors' released file, in their 2014 layout (V1 `layers`, legacy 4-D shapes).
+    fc8 is scaled down: on images of the 0-255 scale a random net's class scores are tens apart, its
+    posteriors one-hot, and a mean NLL compared with them would say nothing."""
+    from vgg_lightning.models.caffe import write_caffemodel
+
+    blobs = caffe_vgg_blobs(config, seed, classes)
+    blobs["fc8"] = [blob * 0.05 for blob in blobs["fc8"]]
+    write_caffemodel(path, blobs, name=Path(path).stem, flavour="layers", legacy_shapes=True)
+    return Path(path)
+
+
 # -- one real two-job multirun on the demo set, logged to W&B offline, shared by test_tracking and test_report: a
 # job costs seconds of imports and training on a 2-core machine, so it runs once per pytest run
 # what the sweep's jobs log at every step (FAST trains 2 batches: the throughput window and the logging

@@ -13,6 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import CAFFE_BLOCKS as BLOCKS
+from helpers import CAFFE_CLASSES as CLASSES
+from helpers import CAFFE_HIDDEN as HIDDEN
+from helpers import CAFFE_WIDTH as WIDTH
+from helpers import caffe_vgg_blobs
 from PIL import Image
 
 from vgg_lightning import paper
@@ -65,26 +70,7 @@ def test_caffes_lenet_reads_its_digits():
     assert scores.softmax(1).max(1).values.min() > 0.99
 
 
-# ---- VGG-shaped files: config D at width 1/16 (conv widths 4 ... 32, FC 256), 10 classes --------------------
-
-BLOCKS = {"D": (2, 2, 3, 3, 3), "E": (2, 2, 4, 4, 4)}
-WIDTH, HIDDEN, CLASSES = 0.0625, 256, 10
-
-
-def caffe_vgg_blobs(config: str = "D", seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Weights in the released files' layout: convs (out, in, 3, 3) over BGR input, fc6 an InnerProduct
-    (4096, 512*7*7) at full width. Scaled so that activations neither vanish nor explode."""
-    rng = np.random.default_rng(seed)
-    blobs, cin = {}, 3
-    for block, (convs, width) in enumerate(zip(BLOCKS[config], (64, 128, 256, 512, 512)), start=1):
-        cout = round(width * WIDTH)
-        for index in range(1, convs + 1):
-            weight = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3))
-            blobs[f"conv{block}_{index}"] = [weight, rng.normal(0, 0.1, cout)]
-            cin = cout
-    for name, out, fan_in in (("fc6", HIDDEN, cin * 49), ("fc7", HIDDEN, HIDDEN), ("fc8", CLASSES, HIDDEN)):
-        blobs[name] = [rng.normal(0, (2 / fan_in) ** 0.5, (out, fan_in)), rng.normal(0, 0.1, out)]
-    return {name: [b.astype(np.float32) for b in layer] for name, layer in blobs.items()}
+# ---- VGG-shaped files (helpers.caffe_vgg_blobs): config D at width 1/16 (conv widths 4 ... 32, FC 256), 10 classes
 
 
 def caffe_forward(blobs: dict, bgr: torch.Tensor, config: str = "D") -> torch.Tensor:

@@ -37,7 +37,8 @@ for overrides in json.loads(sys.argv[1]):
 print(json.dumps({"raised": raised, "imported": [name for name in json.loads(sys.argv[2]) if name in sys.modules]}))
 """
 
-# one mistyped value per room (models, data, evaluation, training, the paper's rows), and a valid config that passes every check
+# one mistyped value per room (models, data, evaluation, training, the paper's rows, released weights), and a valid
+# config that passes every check
 CASES = {
     "model.width=0": "model.width=0: expected a positive multiplier",
     "model.config=Z": "unknown VGG config 'Z'",
@@ -47,13 +48,23 @@ CASES = {
     "eval.scales=[100]": "eval.scales=[100]: expected a list of ints Q >= 224",
     "optim.lr=-1": "optim.lr=-1: expected a learning rate >= 0",
     "paper=table3/D_jiter": "paper='table3/D_jiter': no row or finding of the paper",
+    # released weights (overrides apart by spaces): what to download, where from; the input they take
+    "weights=caffe": "weights=caffe needs its file, weights_path=...: config D's released weights are "
+    "VGG_ILSVRC_16_layers.caffemodel, linked from https://gist.github.com/ksimonyan/211839e770f7b538e2d8",
+    "task=eval model=E weights=caffe weights_path=/no/E.caffemodel": "/no/E.caffemodel is not a file (vgg-lightning "
+    "never downloads): config E's released weights are VGG_ILSVRC_19_layers.caffemodel, linked from",
+    "experiment=released/table6/DE_dense weights_path=/no/D.caffemodel data.normalize=torchvision": "weights=caffe: "
+    "the released Caffe nets take data.normalize=paper, not data.normalize=torchvision",
+    "task=predict eval.ensemble=[/no/VGG_ILSVRC_19_layers.caffemodel]": "/no/VGG_ILSVRC_19_layers.caffemodel is not "
+    "a file (vgg-lightning never downloads): config D's released weights",
+    "weights=torchvison": "weights='torchvison': choose one of torchvision, caffe",
 }
 
 
 def test_the_settings_checks_refuse_bad_values_without_importing_torch(tmp_path):
     # the valid config names a data folder that is there: the checks now read its layout too
     valid = ["logger=none", "data=imagefolder", f"data.root={image_folder(tmp_path / 'R')}"]
-    overrides = [[override, "logger=none"] for override in CASES] + [valid]
+    overrides = [[*override.split(), "logger=none"] for override in CASES] + [valid]
     result = subprocess.run(
         [sys.executable, "-c", CHECK_CASES, json.dumps(overrides), json.dumps(HEAVY)],
         cwd=tmp_path, env=this_checkout(dict(os.environ)), capture_output=True, text=True, timeout=300,
@@ -109,13 +120,17 @@ BAD_INPUTS = {
     "eval_missing_checkpoint": (["task=eval", "experiment=demo", "ckpt_path=/no/such.ckpt"], MISSING_CKPT),
     "predict_missing_checkpoint": (["task=predict", "ckpt_path=/no/such.ckpt", "inputs={R3}"], MISSING_CKPT),
     "train_missing_init_from": (["experiment=demo", "model.init_from=/no/such.ckpt"], MISSING_CKPT),
+    "released_missing_caffe_file": (
+        ["experiment=released/table3/D_jitter", "data.root={R3}", "weights_path={tmp}/VGG_ILSVRC_16_layers.caffemodel"],
+        "VGG_ILSVRC_16_layers.caffemodel is not a file (vgg-lightning never downloads): config D's released weights",
+    ),
     "transfer_missing_features": (
         ["task=transfer", "transfer.features={tmp}/f.npz"],
         "features='{tmp}/f.npz' does not",
     ),
-    # R3 as Caltech's folder: its class folders are train/ and val/
+    # R3 as Caltech's folder: its class folders are train/ and val/ (the nets named, so that the layout is next)
     "features_caltech_layout": (
-        ["task=features", "features.dataset=caltech101", "features.root={R3}"],
+        ["task=features", "weights=torchvision", "features.dataset=caltech101", "features.root={R3}"],
         "2 class folders, expected 102",
     ),
 }

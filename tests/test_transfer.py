@@ -160,8 +160,10 @@ def test_bad_transfer_input_fails_before_any_work(cli_env, tmp_path):
     missing = run_cli("task=transfer", "transfer.features=/nowhere/features.npz", "logger=none",
                       f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path, check=False)  # fmt: skip
     assert missing.returncode != 0 and "transfer.features='/nowhere/features.npz' does not exist" in missing.stderr
-    layout = run_cli("task=features", "features.dataset=caltech101", f"features.root={tmp_path}", "logger=none",
-                     f"hydra.run.dir={tmp_path / 'run2'}", env=cli_env, cwd=tmp_path, check=False)  # fmt: skip
+    # the nets named, so that the layout is what is refused
+    layout = run_cli("task=features", "weights=torchvision", "features.dataset=caltech101", f"features.root={tmp_path}",
+                     "logger=none", f"hydra.run.dir={tmp_path / 'run2'}", env=cli_env, cwd=tmp_path,
+                     check=False)  # fmt: skip
     assert layout.returncode != 0 and "expected 102" in layout.stderr
     # arrays of Python objects: np.load would need allow_pickle (which runs code): refused, never unpickled
     crafted = tmp_path / "crafted.npz"

@@ -2,7 +2,7 @@
 `${wandb_mode:}` (offline unless logged in), `${default_precision:}` (bf16-mixed with a GPU) and
 `${warm_start:<experiment>,<dir>}` (the checkpoint a Table 3 row starts from), `${paper_test_scales:<row>}` (the Q
 of a row of Tables 4-6, from paper.py), `${paper_transfer:<data set>,scales|aggregate}` (Table 11's descriptor),
-`${workers:<devices>[,most]}` (loader processes: this machine's share of cores per training process, less one),
+`${weights_normalize:<weights>}` (the input scaling released weights take), `${workers:<devices>[,most]}` (loader processes: this machine's share of cores per training process, less one),
 `${slurm_cpus_per_task:}`, `${slurm_gpus_per_node:}` (hydra/launcher=slurm's resources). Imports stay inside the
 functions so that composing a config does not import Lightning."""
 
@@ -40,6 +40,12 @@ def _paper_transfer(dataset: str, key: str):
 
     value = transfer_setting(dataset, key)
     return ListConfig(value) if isinstance(value, list) else value
+
+
+def _weights_normalize(weights) -> str:
+    from ..checkpoints.weights import input_scaling
+
+    return input_scaling(weights)
 
 
 def _slurm_cpus_per_task(num_workers) -> int:
@@ -93,6 +99,7 @@ def register_resolvers() -> None:
         ("warm_start", _warm_start),
         ("paper_test_scales", _paper_test_scales),
         ("paper_transfer", _paper_transfer),
+        ("weights_normalize", _weights_normalize),
         ("slurm_cpus_per_task", _slurm_cpus_per_task),
         ("slurm_gpus_per_node", _slurm_gpus_per_node),
     ):

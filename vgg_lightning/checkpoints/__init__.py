@@ -1,2 +1,2 @@
-"""Checkpoints: which files a run names (files), reading them safely (read), writing them atomically (write),
-and the nets they hold, or torchvision's (nets)."""
+"""Checkpoints: which files a run names (files), the released weights it may name instead (weights), reading
+them safely (read), writing them atomically (write), and the nets they hold (nets)."""

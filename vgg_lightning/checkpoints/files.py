@@ -32,13 +32,6 @@ def existing_checkpoint(path: str) -> str:
     return path
 
 
-def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | str | None) -> list[str]:
-    """The checkpoints a task tests or describes with: ckpt_path, then those of its ensemble setting (a list,
-    or one checkpoint given alone: `eval.ensemble=b.ckpt`)."""
-    others = [ensemble] if isinstance(ensemble, str) else ensemble or []
-    return [str(p) for p in [ckpt_path, *others] if p]
-
-
 def check_files_exist(paths: Sequence[str | None]) -> None:
     """Refuse, before any work, the first of `paths` (None: not given) that names no file."""
     for path in paths:

@@ -18,6 +18,7 @@ import torch
 from ..checkpoints.files import CheckpointError
 from ..checkpoints.nets import net_from_checkpoint
 from ..checkpoints.read import checkpoint_classes, read_vgg_checkpoint
+from ..checkpoints.weights import KINDS
 from ..data.classes import IMAGENET_CLASSES, class_names
 from ..data.options import default_test_scale
 from ..data.transforms import BatchNormalizer
@@ -26,7 +27,7 @@ from .loader import ScaledImages
 from .protocols import DEFAULT_CROP_BATCH, check_protocol, posterior
 
 log = logging.getLogger(__name__)
-TORCHVISION_TEST_SCALE = 256  # torchvision's own val rescale (Resize(256), then the centre 224)
+TORCHVISION_TEST_SCALE = KINDS["torchvision"].test_scale  # its own val rescale (Resize(256), then the centre 224)
 SHOWN = 10  # rows of the printed table
 
 
@@ -50,14 +51,17 @@ class Predictor:
             net.eval()
 
     @classmethod
-    def from_checkpoints(cls, checkpoints: Sequence[Mapping], scales: Sequence[int] | None = None, **kw) -> Predictor:
-        """An ensemble's checkpoints (one for a single net), checked with `checkpoints.read`."""
+    def from_checkpoints(
+        cls, checkpoints: Sequence[Mapping], scales: Sequence[int] | None = None, nets: list | None = None, **kw
+    ) -> Predictor:
+        """An ensemble's checkpoints (one for a single net), checked with `checkpoints.read` (`nets`: their nets,
+        when already built)."""
         classes = checkpoint_classes(checkpoints[0])
         if any(checkpoint_classes(other) != classes for other in checkpoints[1:]):
             raise CheckpointError("the nets of an ensemble must share their classes (they were trained on other data)")
         run = checkpoints[0]["hyper_parameters"]
         q = run.get("test_scale") or default_test_scale(run.get("train_scale") or TORCHVISION_TEST_SCALE)
-        nets = [net_from_checkpoint(checkpoint)[0] for checkpoint in checkpoints]
+        nets = nets or [net_from_checkpoint(checkpoint)[0] for checkpoint in checkpoints]
         return cls(nets, classes, run.get("normalize") or "paper", list(scales or [q]), **kw)
 
     @classmethod
@@ -65,10 +69,14 @@ class Predictor:
         return cls.from_checkpoints([read_vgg_checkpoint(str(path))], **kw)
 
     @classmethod
-    def from_torchvision(cls, net: VGG, scales: Sequence[int] | None = None, **kw) -> Predictor:
-        """torchvision's weights (`from_torchvision`): ImageNet's class names, its mean/std scaling, Q = 256."""
-        names = class_names()[0] if net.num_classes == IMAGENET_CLASSES else list(map(str, range(net.num_classes)))
-        return cls([net], names, "torchvision", list(scales or [TORCHVISION_TEST_SCALE]), **kw)
+    def from_released(cls, nets: Sequence[VGG], kind: str, scales: Sequence[int] | None = None, **kw) -> Predictor:
+        """Released weights of one kind (`checkpoints.weights.KINDS`: torchvision's, the authors' Caffe nets):
+        ImageNet's class names, and the input scaling and Q of their kind (256 for torchvision's, 384 for the
+        authors')."""
+        count = nets[0].num_classes
+        names = class_names()[0] if count == IMAGENET_CLASSES else list(map(str, range(count)))
+        spec = KINDS[kind]
+        return cls(list(nets), names, spec.normalize, list(scales or [spec.test_scale]), **kw)
 
     def preprocess(self, path: str) -> list[torch.Tensor]:
         """One image as the run's val images were read: rescaled (uncropped) to each Q, normalised; one

@@ -24,6 +24,7 @@ __all__ = [
     "read_prototxt",
     "settings_spec",
     "to_torchvision",
+    "torchvision_config",
     "torchvision_weights_path",
     "TORCHVISION",
 ]
@@ -31,7 +32,7 @@ __all__ = [
 # Importing models.choices runs this file first: the nets and their interop import torch, so they are imported
 # on first use, and the app's settings checks stay torch-free.
 _IN_VGG = ("VGG", "build_vgg", "count_parameters", "flops_per_image", "from_settings", "settings_spec")
-_IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_weights_path")
+_IN_INTEROP = ("TORCHVISION", "from_torchvision", "to_torchvision", "torchvision_config", "torchvision_weights_path")
 _IN_CAFFE = ("CaffeModelError", "read_caffemodel", "read_prototxt")  # numpy and protobuf only
 
 

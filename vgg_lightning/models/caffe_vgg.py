@@ -22,38 +22,20 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from .caffe import CaffeModelError, read_net, read_prototxt
+from .released import NORMALIZE, RELEASED, missing_file
 from .tables import ALL_CONFIGS
 from .vgg import VGG, canonical_config
 
-NORMALIZE = "paper"  # the input the folded nets take: RGB, 0-255, minus paper.MEAN_RGB (the released mean pixel)
+__all__ = ["FOLDED", "NORMALIZE", "RELEASED", "config_of", "from_caffe", "weight_layer_names"]
+
 # what `from_caffe` changed, for the net's `source`; the mean is left to the loader (the released one is ours)
-FOLDED = "{first}'s input channels reversed (BGR -> RGB); no mean or scale folded (data.normalize=paper)"
-
-
-@dataclass(frozen=True)
-class ReleasedNet:
-    """One of the authors' released nets (licence CC BY-NC 4.0: non-commercial use)."""
-
-    file: str
-    url: str
-    deploy: str
-    page: str  # the Caffe model zoo gist: README, deploy prototxt, and the link to the weights
-
-
-_SITE = "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
-RELEASED = {
-    "D": ReleasedNet("VGG_ILSVRC_16_layers.caffemodel", _SITE + "VGG_ILSVRC_16_layers.caffemodel",
-                     "VGG_ILSVRC_16_layers_deploy.prototxt", "https://gist.github.com/ksimonyan/211839e770f7b538e2d8"),
-    "E": ReleasedNet("VGG_ILSVRC_19_layers.caffemodel", _SITE + "VGG_ILSVRC_19_layers.caffemodel",
-                     "VGG_ILSVRC_19_layers_deploy.prototxt", "https://gist.github.com/ksimonyan/3785162f95cd2d5fee77"),
-}  # fmt: skip
+FOLDED = f"{{first}}'s input channels reversed (BGR -> RGB); no mean or scale folded (data.normalize={NORMALIZE})"
 
 
 def _meta_vgg(config: str, num_classes: int = 1000, width: float = 1.0) -> VGG:
@@ -76,6 +58,22 @@ def weight_layer_names(config: str) -> list[str]:
 
 def _configs_named_like(names: set[str]) -> list[str]:
     return [config for config in ALL_CONFIGS if set(weight_layer_names(config)) == names]
+
+
+@functools.cache
+def _kernels(config: str) -> dict[str, tuple[int, int]]:
+    """The conv layers' kernel sizes of `config` (C's 1x1 convs are where D has 3x3 ones, under the same names)."""
+    return {name: layer.kernel_size for name, layer in _meta_vgg(config).conv_layers().items() if name[:2] != "fc"}
+
+
+def config_of(blobs: Mapping[str, Sequence[np.ndarray]], where: str = "the weights") -> str:
+    """The config whose weight layers `blobs` are: by their names, then (C or D) by their kernels."""
+    named = _configs_named_like(set(blobs))
+    fitting = [c for c in named if all(_squeezed(blobs[n][0].shape)[-2:] == k for n, k in _kernels(c).items())]
+    if len(fitting) != 1:
+        what = f"config {' or '.join(named)}'s names, not their kernels" if named else "no config's of Table 1"
+        raise CaffeModelError(f"{where}: its weight layers ({', '.join(blobs)}) are {what}")
+    return fitting[0]
 
 
 def _check_names(found: Sequence[str], config: str, where: str) -> None:
@@ -111,14 +109,6 @@ def _tensor(where: str, part: str, array: np.ndarray, target: nn.Parameter, conf
     return torch.from_numpy(np.array(array, dtype=np.float32).reshape(target.shape))  # a writable copy
 
 
-def _missing(path: str | os.PathLike, config: str) -> str:
-    message = f"{os.fspath(path)} is not a file (vgg-lightning never downloads)"
-    if config in RELEASED:
-        released = RELEASED[config]
-        message += f": config {config}'s released weights are {released.file}, linked from {released.page}"
-    return message
-
-
 def _check_prototxt(path: str | os.PathLike, config: str) -> None:
     """A deploy prototxt given with the weights must describe the same net: its weight layers and a 3-channel
     input."""
@@ -130,9 +120,20 @@ def _check_prototxt(path: str | os.PathLike, config: str) -> None:
         raise CaffeModelError(f"{path}: the input {channels} should have 3 channels (BGR) for config {config}")
 
 
+def _read(weights, config: str | None) -> tuple[dict, dict, str]:
+    """(blobs, where they came from, the file's name for messages) of a path or a dict of blobs."""
+    if isinstance(weights, Mapping):
+        return dict(weights), {}, "the weights"
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(missing_file(weights, config))
+    net = read_net(weights)
+    # the caller drops the blobs layer by layer: peak memory stays near one copy of the weights
+    return net.blobs(), {"format": "caffe", "net": net.name, **net.source}, os.fspath(weights)
+
+
 def from_caffe(
     weights: str | os.PathLike | Mapping[str, Sequence[np.ndarray]],
-    config: str = "D",
+    config: str | None = "D",
     *,
     prototxt: str | os.PathLike | None = None,
 ) -> VGG:
@@ -141,19 +142,12 @@ def from_caffe(
     (`data.normalize=paper`). Width and classes come from the file (conv1_1's outputs / 64, fc8's outputs).
     The authors' D and E take the mean pixel `paper.MEAN_RGB`; another Caffe net of a config whose shapes fit
     is read the same way, but its input is then for the user to check (Caffe nets often took a mean image).
-    `prototxt`, a deploy file, is checked against the config when given. The net's `source` says where it came
-    from (file, bytes, sha256, what was folded), for a checkpoint made from it to carry."""
-    config = canonical_config(config)
-    where = os.fspath(weights) if not isinstance(weights, Mapping) else "the weights"
-    source: dict = {}
-    if isinstance(weights, Mapping):
-        blobs = dict(weights)
-    else:
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(_missing(weights, config))
-        net = read_net(weights)
-        blobs, source = net.blobs(), {"format": "caffe", "net": net.name, **net.source}
-        del net  # the blobs are dropped layer by layer below: peak memory stays near one copy of the weights
+    `config=None` takes the config the file's layers are (`config_of`). `prototxt`, a deploy file, is checked
+    against the config when given. The net's `source` says where it came from (file, bytes, sha256, what was
+    folded), for a checkpoint made from it to carry."""
+    config = canonical_config(config) if config is not None else None
+    blobs, source, where = _read(weights, config)
+    config = config or config_of(blobs, where)
     _check_names(list(blobs), config, where)
     if prototxt is not None:
         _check_prototxt(prototxt, config)

@@ -65,6 +65,16 @@ def _feature_keys(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     return sorted(keys, key=lambda k: int(k.split(".")[1]))
 
 
+def torchvision_config(state_dict) -> str | None:
+    """The config (A, B, D or E) of torchvision's VGG state dict, by its conv layers; None for anything else (a
+    checkpoint of ours, a batch-norm VGG)."""
+    if not isinstance(state_dict, Mapping) or "classifier.6.weight" not in state_dict:
+        return None
+    if any("running_mean" in key for key in state_dict):
+        return None
+    return _CONFIG_BY_CONV_COUNT.get(len(_feature_keys(state_dict)))
+
+
 def from_torchvision(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], config: str) -> VGG:
     """A `VGG` of `config` (A, B, D or E) carrying torchvision's vgg11/13/16/19 weights; its logits equal
     torchvision's on 224x224 input. A state dict of another config, or of a batch-norm variant, is refused."""

@@ -2,8 +2,8 @@
 
 Collects every results.json under the PATHs (run dirs, multirun sweep dirs, a reproduce plan's folder), matches
 each run to the paper's row by config, S, Q and protocol, and writes into a new folder: report.md (one table
-row per run: the paper's top-1 / top-5 error, ours, and the difference), error_vs_depth.png and, when the runs
-logged them, training_curves.png. With --wandb the same goes into a W&B Report (online only).
+row per run: the paper's top-1 / top-5 error, ours, and the difference; the released nets' runs in a section
+of their own), error_vs_depth.png and, when the runs logged them, training_curves.png. With --wandb the same goes into a W&B Report (online only).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..errors import one_line_errors
 from .findings import is_transfer, shallow_table, transfer_table
 from .markdown import CAPTION, markdown_table
 from .plots import plot_curves, plot_error_vs_depth
+from .released import is_released, released_table
 from .runs import Run, collect, training_curve
 from .wandb_report import wandb_report
 
@@ -38,8 +39,9 @@ def output_folder(out: Path | None) -> Path:
 
 
 def write_report(runs: list[Run], out: Path, sources: list[Path]) -> tuple[str, list[Path]]:
-    ranked = [r for r in runs if not is_transfer(r)]  # transfer runs have no errors: Table 11's section has them
-    sections = [s for s in (shallow_table(ranked), transfer_table(runs)) if s]
+    # transfer runs have no errors (Table 11's section has them), released nets have their own section
+    ranked = [r for r in runs if not is_transfer(r) and not is_released(r)]
+    sections = [s for s in (shallow_table(ranked), released_table(runs), transfer_table(runs)) if s]
     table = "\n\n".join(([markdown_table(ranked)] if ranked else []) + sections)
     curves = {run.label: training_curve(run.run_dir) for run in ranked}
     plots = [p for p in (plot_error_vs_depth(ranked, out), plot_curves(ranked, curves, out)) if p is not None]

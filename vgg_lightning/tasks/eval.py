@@ -1,11 +1,12 @@
-"""task=eval: test trained weights (a checkpoint, an ensemble of them, or torchvision's) with a protocol of
-the paper's Sec. 3.2 (eval=center|dense|multicrop|dense_multicrop, eval.scales=[...]), write results.json."""
+"""task=eval: test trained weights (a checkpoint, an ensemble, or released weights: torchvision's, the authors'
+Caffe nets) with a protocol of the paper's Sec. 3.2 (eval=center|dense|multicrop|dense_multicrop,
+eval.scales=[...]), write results.json."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import check_files_exist, weights_paths
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.layout import checked_layout, layout_settings
 from ..evaluation.protocol_settings import EVAL_SPLITS, check_eval_settings
 
@@ -14,27 +15,20 @@ SUMMARY = "test trained weights with a protocol of Sec. 3.2"
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)
-    if not cfg.get("weights"):  # torchvision's file is looked up by models.torchvision_weights_path
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
+    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "eval"), cfg.data.normalize)
     checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))  # the split the task's datamodule reads
 
 
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list, list, list[str]]:
-    """(nets, their training scales, where their weights came from) for this eval run: torchvision's
-    (`weights=torchvision`), or the checkpoints of ckpt_path and eval.ensemble. The net is the checkpoint's:
-    only a config or width given on the command line must match it."""
+    """(nets, their training scales, where their weights came from) for this eval run: released weights
+    (`weights=`) or ckpt_path's, then eval.ensemble's. A checkpoint's net is its own: only a config or width
+    given on the command line must match it."""
     from ..app.job import asked_model_keys
-    from ..checkpoints.nets import checked_checkpoints, net_from_checkpoint, torchvision_net
+    from ..checkpoints.nets import task_nets
 
-    if cfg.weights:
-        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, cfg.data.normalize)
-        if net.num_classes != num_classes:
-            raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data {num_classes}")
-        return [net], [None], [path]
-    paths = weights_paths(cfg.ckpt_path, cfg.eval.ensemble)
-    checkpoints = checked_checkpoints(paths, cfg.model, num_classes, asked_model_keys(), cfg.get("task", "eval"))
-    nets, scales = zip(*map(net_from_checkpoint, checkpoints))
-    return list(nets), list(scales), paths
+    named = run_nets(cfg, cfg.eval.ensemble, cfg.get("task", "eval"))
+    used = task_nets(named, cfg.model, num_classes, asked_model_keys(), cfg.data.normalize)
+    return [u.net for u in used], [u.train_scale for u in used], [u.path for u in used]
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -66,5 +60,6 @@ def run(cfg: DictConfig) -> dict | None:
         num_classes=num_classes,
         train_scale=job["train_scale"],
         weights=sources,
+        weights_source=[net.source for net in nets],  # where released weights came from (None: trained here)
         **tested,
     )

@@ -1,7 +1,8 @@
 """task=features (Appendix B): the paper's image descriptor for every image of a data set, in features.npz.
 
-The nets are our checkpoints (`ckpt_path` and `features.ensemble`, stacked) or torchvision's
-(`weights=torchvision`); the descriptor is `evaluation.descriptors`'. A stopped job run again in the same run
+The nets are our checkpoints (`ckpt_path` and `features.ensemble`, stacked) or released weights
+(`weights=torchvision`, `weights=caffe weights_path=...`, and `.caffemodel` files in `features.ensemble`: the
+authors' D & E); the descriptor is `evaluation.descriptors`'. A stopped job run again in the same run
 dir (`hydra.run.dir=<it>`) computes only the images no shard holds; a finished one's dir is refused, as any
 finished run's (`app.run_dir.check_fresh_run`). Rank 0 then joins the shards into
 features.npz (`features` N x D float32, `labels`, `paths`, `splits`, `classes` and the settings).
@@ -13,7 +14,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import CheckpointError, check_files_exist, weights_paths
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.readers import read_labelled
 from ..evaluation.protocol_settings import check_aggregate, check_features_settings
 
@@ -23,30 +24,19 @@ SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 def check(cfg: DictConfig) -> None:
     check_features_settings(cfg.features)
-    if not cfg.get("weights"):
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.features.get("ensemble")))
+    check_named_nets(run_nets(cfg, cfg.features.get("ensemble"), "features"), cfg.data.normalize)
     # the reader checks the layout as it lists the images (again in the run)
     read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
 
 def feature_nets(cfg: DictConfig) -> tuple[list, list[str]]:
-    """The nets whose descriptors are stacked: torchvision's ImageNet weights (`weights=torchvision`), or our
-    checkpoints (`ckpt_path` and `features.ensemble`), each rebuilt as it was trained (fc8 is not used)."""
-    from ..checkpoints.nets import net_from_checkpoint, torchvision_net
-    from ..checkpoints.read import read_vgg_checkpoint
+    """The nets whose descriptors are stacked (released weights, weights=, or ckpt_path's, then
+    features.ensemble's), each rebuilt as it was trained (fc8 is not used), and their files."""
+    from ..checkpoints.nets import task_nets
 
-    if cfg.weights:
-        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, cfg.data.normalize)
-        if net.num_classes != 1000:
-            raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data 1000")
-        return [net], [path]
-    paths = weights_paths(cfg.ckpt_path, cfg.features.ensemble)
-    if not paths:
-        raise CheckpointError(
-            "task=features needs the nets: ckpt_path=<run dir>/checkpoints/last.ckpt (and features.ensemble=[...] "
-            "for more, stacked), or torchvision's: model=D weights=torchvision data.normalize=torchvision"
-        )
-    return [net_from_checkpoint(read_vgg_checkpoint(path))[0] for path in paths], paths
+    named = run_nets(cfg, cfg.features.ensemble, "features")
+    used = task_nets(named, cfg.model, keys=(), normalize=cfg.data.normalize)
+    return [u.net for u in used], [u.path for u in used]
 
 
 def run(cfg: DictConfig) -> dict | None:

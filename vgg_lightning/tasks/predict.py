@@ -1,9 +1,10 @@
 """task=predict: classify images by name with any test protocol of Sec. 3.2.
 
 `python -m vgg_lightning task=predict ckpt_path=CKPT inputs=PATH` (PATH: an image, a folder, or a glob), or
-`weights=torchvision model=D` instead of a checkpoint (ImageNet's names). The net, its class names, its input
-scaling and its test scale Q come from the checkpoint, so no data root is needed. The images go through the
-evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
+released weights instead of a checkpoint (ImageNet's names): `weights=torchvision model=D`, or the authors'
+net, `weights=caffe weights_path=VGG_ILSVRC_16_layers.caffemodel`. The net, its class names, its input scaling
+and its test scale Q come from the checkpoint (or the released weights' kind), so no data root is needed. The
+images go through the evaluation's own loader (batches of equal rescaled shapes, never padded) and protocols (`eval=dense`,
 `eval.scales=[...]`, `eval.ensemble=[...]`), so a prediction is what task=eval scores, image by image. It
 writes `predictions.csv` into the run dir (`evaluation.predictor`) and prints the first rows.
 """
@@ -16,7 +17,8 @@ import os
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import check_files_exist, weights_paths
+from ..checkpoints.files import CheckpointError
+from ..checkpoints.weights import check_named_nets, run_nets
 from ..data.layout import image_files, is_image_file, utf8_name
 from ..evaluation.protocol_settings import check_eval_settings
 from ..rules import check_rules, is_int
@@ -48,26 +50,28 @@ def input_files(inputs: str | None) -> list[str]:
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
     check_rules("", cfg, {"top_k": (lambda k: is_int(k) and k >= 1, "an int >= 1 (classes per image, 5)")})
-    if not cfg.get("weights"):
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
+    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "predict"), cfg.data.normalize)
     input_files(cfg.get("inputs"))
 
 
 def predictor_for(cfg: DictConfig):
-    """The Predictor of this run (ckpt_path, eval.ensemble or weights=torchvision), its nets' training S and
-    where their weights came from."""
+    """The Predictor of this run (released weights, weights=, or ckpt_path's checkpoint, then eval.ensemble's),
+    its nets' training S and where their weights came from."""
     from ..app.job import asked_model_keys
-    from ..checkpoints.nets import checked_checkpoints, torchvision_net
+    from ..checkpoints.nets import task_nets
     from ..evaluation.predictor import Predictor
 
     protocol = dict(protocol=cfg.eval.protocol, crop_batch=cfg.eval.crop_batch)
-    if cfg.weights:
-        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, normalize="torchvision")
-        return Predictor.from_torchvision(net, cfg.eval.scales, **protocol), None, [path]
-    paths = weights_paths(cfg.ckpt_path, cfg.eval.ensemble)
-    checkpoints = checked_checkpoints(paths, cfg.model, keys=asked_model_keys(), task=cfg.task)
-    predictor = Predictor.from_checkpoints(checkpoints, cfg.eval.scales, **protocol)
-    return predictor, checkpoints[0]["hyper_parameters"].get("train_scale"), paths
+    named = run_nets(cfg, cfg.eval.ensemble, "predict")
+    used = task_nets(named, cfg.model, keys=asked_model_keys(), normalize=cfg.data.normalize)
+    ours = [u.checkpoint for u in used if u.checkpoint is not None]
+    nets, paths = [u.net for u in used], [u.path for u in used]
+    if ours and len(ours) < len(used):  # whose class names would the table show?
+        raise CheckpointError(f"task=predict: {', '.join(paths)} mix checkpoints of ours and released weights")
+    if ours:
+        predictor = Predictor.from_checkpoints(ours, cfg.eval.scales, nets=nets, **protocol)
+        return predictor, ours[0]["hyper_parameters"].get("train_scale"), paths
+    return Predictor.from_released(nets, used[0].kind, cfg.eval.scales, **protocol), used[0].train_scale, paths
 
 
 def run(cfg: DictConfig) -> dict | None:

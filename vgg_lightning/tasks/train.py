@@ -4,10 +4,12 @@ results.json."""
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from omegaconf import DictConfig
 
 from ..checkpoints.files import check_files_exist
+from ..checkpoints.weights import check_named_nets, named_nets
 from ..data.layout import SPLITS, checked_layout, layout_settings
 from ..evaluation.protocol_settings import check_eval_settings
 from ..paper import parent
@@ -21,6 +23,8 @@ def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the test that ends the training
     check_optim_settings(cfg.optim)
     check_start(cfg.get("weights"), cfg.model.get("init_from"))  # before their files are looked for
+    if cfg.get("weights"):  # released weights to start from (torchvision's, the authors' Caffe nets)
+        check_named_nets(starting_weights(cfg), cfg.data.normalize)
     # ckpt_path=last names no file: it means this run dir's newest checkpoint, or a fresh start when there is
     # none (checkpoints.read.resume_path)
     check_files_exist([None if cfg.get("ckpt_path") == "last" else cfg.get("ckpt_path"), cfg.model.get("init_from")])
@@ -39,19 +43,34 @@ def warn_if_cold(experiment: str | None) -> None:
         )
 
 
-def initial_weights(cfg: DictConfig) -> tuple[dict, dict, str] | None:
-    """(state dict, its net's spec, path) that the net starts from: a checkpoint of ours (model.init_from) or
-    torchvision's file (weights=torchvision); None: model.init. Read and checked before any work."""
-    from ..checkpoints.nets import net_state, torchvision_net
+def starting_weights(cfg: DictConfig) -> list:
+    """weights=torchvision|caffe as named: the net of model's config that training starts from."""
+    return named_nets(cfg.weights, cfg.get("weights_path"), None, (), cfg.model.config, "train")
+
+
+class Start(NamedTuple):
+    """What the net starts from: a net's state dict, its spec (config, classes, width), its file, and where
+    released weights came from (`VGG.source`, which the run's checkpoints then carry; None for ours)."""
+
+    state: dict
+    spec: dict
+    path: str
+    source: dict | None = None
+
+
+def initial_weights(cfg: DictConfig) -> Start | None:
+    """What the net starts from: a checkpoint of ours (model.init_from) or released weights (weights=torchvision,
+    weights=caffe); None: model.init. Read and checked before any work."""
+    from ..checkpoints.nets import net_state, task_nets
     from ..checkpoints.read import checkpoint_spec, read_vgg_checkpoint
 
     check_start(cfg.weights, cfg.model.init_from)
     if cfg.weights:
-        net, path = torchvision_net(cfg.model.config, cfg.weights, cfg.weights_path, cfg.data.normalize)
-        return net.state_dict(), net.spec(), path
+        (start,) = task_nets(starting_weights(cfg), cfg.model, normalize=cfg.data.normalize)
+        return Start(start.net.state_dict(), start.net.spec(), start.path, start.net.source)
     if cfg.model.init_from:
         source = read_vgg_checkpoint(cfg.model.init_from)
-        return net_state(source), checkpoint_spec(source), cfg.model.init_from
+        return Start(net_state(source), checkpoint_spec(source), cfg.model.init_from)
     return None
 
 
@@ -80,6 +99,7 @@ def run(cfg: DictConfig) -> dict | None:
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, cfg.model, num_classes)
     classes, wnids = class_names(datamodule.classes())
+    initial = initial_weights(cfg)
     module = VGGClassifier(
         model=plain_config(cfg.model),
         optim=plain_config(cfg.optim),
@@ -89,14 +109,14 @@ def run(cfg: DictConfig) -> dict | None:
         wnids=wnids,
         normalize=datamodule.normalizer.normalize,
         test_scale=datamodule.test_scale,
+        weights_source=initial and initial.source,
     )
-    initial = initial_weights(cfg)
     if initial and ckpt_path is None:
-        warm_start(module.net, *initial)
+        warm_start(module.net, initial.state, initial.spec, initial.path)
     elif not initial:
         warn_if_cold(group_choice("experiment"))
     else:
-        log.info("resuming from %s: the initial weights (%s) were applied when this run began", ckpt_path, initial[2])
+        log.info("resuming from %s: the initial weights (%s) were applied when this run began", ckpt_path, initial.path)
     job = {"config": cfg.model.config, "train_scale": datamodule.scale_label, "test_scales": [datamodule.test_scale]}
     trainer = build_trainer(cfg, job)
     accumulate_to_global_batch(trainer, datamodule)
