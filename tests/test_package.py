@@ -93,14 +93,14 @@ LAYERS = {
     "data": {"paper", "compat", "rules"},
     "speed": {"models"},
     "checkpoints": {"models", "compat"},
-    "tracking": {"paper"},
+    "tracking": {"paper", "compat"},
     "evaluation": BELOW_TRAINING,
     "training": BELOW_TRAINING | {"evaluation"},
     "app": {"paper", "checkpoints", "speed", "tracking", "training"},  # the Trainer gets the recipe's DDP
     "report": {"paper", "models", "tracking"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
     "reproduce": {"paper", "app", "checkpoints"},
-    "export": {"models", "checkpoints"},
+    "export": {"models", "checkpoints", "data"},  # data: the input scaling the exports' metadata state
     "__main__": {"app", "tasks", "tracking"},
 }
 

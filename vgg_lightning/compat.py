@@ -11,6 +11,8 @@ release renames one, `check_internals` names it and `tests/test_package.py` fail
   when fit starts, once the trainer's gradient accumulation is known (`training.ddp.VGGDDPStrategy`).
 - Lightning's checkpoint connector: on SLURM, `trainer.test(model)` without a ckpt_path loads the run dir's
   newest `hpc_ckpt_N.ckpt` into the model tested (`_parse_ckpt_path`); no public argument says "none".
+- Lightning's WandbLogger: the arguments it gives `wandb.init`, among them an `anonymous=None` that W&B warns
+  about on every run (`tracking.loggers.WandbLogger` leaves it out).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ INTERNALS = (
     ("lightning.pytorch.callbacks.RichProgressBar", "test_progress_bar_id"),
     ("lightning.pytorch.trainer.connectors.checkpoint_connector._CheckpointConnector", "_select_ckpt_path"),
     ("lightning.pytorch.strategies.DDPStrategy", "_ddp_kwargs"),
+    ("lightning.pytorch.loggers.WandbLogger", "_wandb_init"),
 )
 
 
@@ -67,6 +70,12 @@ def ddp_options(strategy) -> dict:
     return strategy._ddp_kwargs
 
 
+def wandb_init_arguments(logger) -> dict:
+    """The keyword arguments a Lightning WandbLogger will give `wandb.init` (the dict itself: changes take
+    effect when it starts its run)."""
+    return logger._wandb_init
+
+
 def set_test_bar_title(bar, title: str) -> None:
     """Retitle the rich progress bar's test task (it counts batches and shows no metrics while testing)."""
     task = getattr(bar, "test_progress_bar_id", None)
@@ -76,8 +85,9 @@ def set_test_bar_title(bar, title: str) -> None:
 
 
 def skip_checkpoint_on_test(trainer) -> None:
-    """Make the trainer's next test run use the model as it is: a ckpt_path of None set by the user (read by
-    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt of another net)."""
+    """Make the trainer's next test (or fit) use the model as it is: a ckpt_path of None set by the user (read by
+    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt of another net, or, for a fit,
+    before an on-exception checkpoint callback makes it look for a "last" one, warning twice)."""
     connector = trainer._checkpoint_connector
     connector._ckpt_path, connector._user_managed = None, True
 

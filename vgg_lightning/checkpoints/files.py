@@ -34,6 +34,16 @@ def weights_paths(ckpt_path: str | None, ensemble: Sequence[str] | None) -> list
     return [str(p) for p in [ckpt_path, *(ensemble or [])] if p]
 
 
+def needed_weights(paths: Sequence[str], task: str) -> list[str]:
+    """`paths` (see `weights_paths`), refused when there are none: the task has no net to use."""
+    if not paths:
+        raise CheckpointError(
+            f"task={task} needs the weights to use: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
+            "eval.ensemble=[a.ckpt,b.ckpt], or torchvision's: model=D weights=torchvision"
+        )
+    return list(paths)
+
+
 def check_files_exist(paths: Sequence[str | None]) -> None:
     """Refuse, before any work, the first of `paths` (None: not given) that names no file."""
     for path in paths:

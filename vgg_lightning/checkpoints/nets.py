@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from ..models import VGG, from_settings, from_torchvision, torchvision_weights_path
-from .files import CheckpointError
+from .files import needed_weights
 from .read import check_checkpoint, read_checkpoint, read_vgg_checkpoint
 
 NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`
@@ -51,11 +51,7 @@ def checked_checkpoints(
     """The checkpoints of a task's nets (ckpt_path, then an ensemble's), read once each and checked. A single
     net must be the one this run names in `keys` (what the command line gave; the rest comes from the
     checkpoint); an ensemble may mix configs (D+E)."""
-    if not paths:
-        raise CheckpointError(
-            f"task={task} needs the weights to use: ckpt_path=<run dir>/checkpoints/last.ckpt, an ensemble "
-            "eval.ensemble=[a.ckpt,b.ckpt], or torchvision's: model=D weights=torchvision data.normalize=torchvision"
-        )
+    needed_weights(paths, task)
     if len(paths) == 1:
         return [check_checkpoint(paths[0], model, num_classes, keys=keys)]
     return [read_vgg_checkpoint(path, num_classes) for path in paths]

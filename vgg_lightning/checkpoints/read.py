@@ -11,6 +11,7 @@ import torch
 
 from ..models import settings_spec
 from .files import CheckpointError, existing_checkpoint, last_checkpoint
+from .header import check_net
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,7 @@ def check_checkpoint(
     """Refuse, before any work, a checkpoint whose net differs from the one this run asks for in `keys` (a task
     that takes its net from the checkpoint asks only for what its command line gave); returns it."""
     checkpoint = read_vgg_checkpoint(path, num_classes)
-    found = checkpoint_spec(checkpoint)
-    asked = {**found, **settings_spec(model, found["num_classes"])} if keys else found
-    if any(found[k] != asked[k] for k in keys):
-        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in keys if found[k] != asked[k])
-        raise CheckpointError(
-            f"checkpoint {path!r} holds another net: {differences}. Pass model={found['config']} "
-            f"model.width={found['width']} (or the right checkpoint)"
-        )
+    check_net(path, checkpoint["hyper_parameters"], model, keys)
     return checkpoint
 
 

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import check_files_exist, weights_paths
+from ..checkpoints.files import weights_paths
 from ..data.layout import checked_layout, layout_settings
 from ..evaluation.protocol_settings import EVAL_SPLITS, check_eval_settings
+from .from_weights import check_classes, check_weights_named, from_checkpoints, take_data_set
 
 SUMMARY = "test trained weights with a protocol of Sec. 3.2"
 
 
 def check(cfg: DictConfig) -> None:
+    """The protocol; the weights (their scaling, their net, and the data set they were trained on when the
+    command line names none: `tasks.from_weights`); the split the task's datamodule reads, and its classes."""
     check_eval_settings(cfg.eval)
-    if not cfg.get("weights"):  # torchvision's file is looked up by models.torchvision_weights_path
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
-    checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))  # the split the task's datamodule reads
+    if cfg.get("weights"):
+        check_weights_named(cfg)
+        checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))
+        return
+    headers = from_checkpoints(cfg, cfg.get("ckpt_path"), cfg.eval.get("ensemble"), "eval")
+    path = weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble"))[0]
+    take_data_set(cfg, path, headers[0])
+    check_classes(path, headers[0], checked_layout(**layout_settings(cfg.data, EVAL_SPLITS)))
 
 
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list, list, list[str]]:

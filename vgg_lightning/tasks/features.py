@@ -12,9 +12,10 @@ import logging
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import CheckpointError, check_files_exist, weights_paths
+from ..checkpoints.files import needed_weights, weights_paths
 from ..data.readers import read_labelled
 from ..evaluation.protocol_settings import check_aggregate
+from .from_weights import check_weights_named, from_checkpoints
 
 log = logging.getLogger(__name__)
 SUMMARY = "fc7 descriptors of a data set (Appendix B)"
@@ -22,8 +23,10 @@ SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 def check(cfg: DictConfig) -> None:
     check_aggregate(cfg.features.aggregate)
-    if not cfg.get("weights"):
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.features.get("ensemble")))
+    if cfg.get("weights"):
+        check_weights_named(cfg)
+    else:  # the nets' input scaling is theirs (data.normalize): a command line saying otherwise is refused
+        from_checkpoints(cfg, cfg.get("ckpt_path"), cfg.features.get("ensemble"), "features")
     # the reader checks the layout as it lists the images (again in the run)
     read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
@@ -39,12 +42,7 @@ def feature_nets(cfg: DictConfig) -> tuple[list, list[str]]:
         if net.num_classes != 1000:
             raise ValueError(f"torchvision's weights have {net.num_classes} classes, the data 1000")
         return [net], [path]
-    paths = weights_paths(cfg.ckpt_path, cfg.features.ensemble)
-    if not paths:
-        raise CheckpointError(
-            "task=features needs the nets: ckpt_path=<run dir>/checkpoints/last.ckpt (and features.ensemble=[...] "
-            "for more, stacked), or torchvision's: model=D weights=torchvision data.normalize=torchvision"
-        )
+    paths = needed_weights(weights_paths(cfg.ckpt_path, cfg.features.ensemble), "features")
     return [net_from_checkpoint(read_vgg_checkpoint(path))[0] for path in paths], paths
 
 

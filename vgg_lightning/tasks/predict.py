@@ -16,9 +16,10 @@ import os
 
 from omegaconf import DictConfig
 
-from ..checkpoints.files import check_files_exist, weights_paths
+from ..checkpoints.files import weights_paths
 from ..data.layout import is_image_file
 from ..evaluation.protocol_settings import check_eval_settings
+from .from_weights import check_weights_named, from_checkpoints
 
 log = logging.getLogger(__name__)
 SUMMARY = "classify images (inputs=...): predictions.csv"
@@ -44,8 +45,10 @@ def input_files(inputs: str | None) -> list[str]:
 
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
-    if not cfg.get("weights"):
-        check_files_exist(weights_paths(cfg.get("ckpt_path"), cfg.eval.get("ensemble")))
+    if cfg.get("weights"):
+        check_weights_named(cfg)
+    else:  # the net, its classes, scaling and Q come from the checkpoint: a command line saying otherwise is refused
+        from_checkpoints(cfg, cfg.get("ckpt_path"), cfg.eval.get("ensemble"), "predict")
     input_files(cfg.get("inputs"))
 
 
@@ -67,7 +70,7 @@ def predictor_for(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict | None:
-    from ..app.job import output_dir
+    from ..app.job import command_line_keys, output_dir
     from ..app.trainer import build_trainer
     from ..evaluation.evaluator import Evaluator
     from ..evaluation.predictor import PREDICTIONS, prediction_rows, print_table, write_predictions
@@ -76,7 +79,9 @@ def run(cfg: DictConfig) -> dict | None:
     files = input_files(cfg.inputs)
     predictor, train_scale, sources = predictor_for(cfg)
     job = {"config": "+".join(dict.fromkeys(n.config for n in predictor.nets)), "train_scale": train_scale}
-    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, devices=1, num_nodes=1)
+    # a prediction is no experiment: it logs nowhere unless its command line names a logger (logger=wandb)
+    logs = any(key.startswith("logger") for key in command_line_keys() or ())
+    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, logs, devices=1, num_nodes=1)
     evaluator = Evaluator(
         predictor.nets,
         "",

@@ -12,6 +12,7 @@ from ..data.layout import SPLITS, checked_layout, layout_settings
 from ..evaluation.protocol_settings import check_eval_settings
 from ..paper import parent
 from ..training.recipe_settings import check_optim_settings, check_start
+from .from_weights import take_start
 
 log = logging.getLogger(__name__)
 SUMMARY = "train a net with the paper's recipe, then test it (default)"
@@ -24,6 +25,7 @@ def check(cfg: DictConfig) -> None:
     # ckpt_path=last names no file: it means this run dir's newest checkpoint, or a fresh start when there is
     # none (checkpoints.read.resume_path)
     check_files_exist([None if cfg.get("ckpt_path") == "last" else cfg.get("ckpt_path"), cfg.model.get("init_from")])
+    take_start(cfg)  # the net, its scaling: a fine-tune's are those of the weights it starts from
     checked_layout(**layout_settings(cfg.data, SPLITS))  # the splits the datamodule reads
 
 
@@ -56,6 +58,7 @@ def initial_weights(cfg: DictConfig) -> tuple[dict, dict, str] | None:
 
 
 def run(cfg: DictConfig) -> dict | None:
+    import os
     import time
 
     import lightning as L
@@ -65,6 +68,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.results import write_results
     from ..app.trainer import build_trainer
     from ..checkpoints.read import check_checkpoint, resume_path
+    from ..compat import skip_checkpoint_on_test
     from ..data.classes import class_names
     from ..evaluation.evaluator import run_evaluation
     from ..models.warm_start import warm_start
@@ -88,6 +92,8 @@ def run(cfg: DictConfig) -> dict | None:
         wnids=wnids,
         normalize=datamodule.normalizer.normalize,
         test_scale=datamodule.test_scale,
+        dataset=datamodule.name,
+        data_root=os.path.abspath(datamodule.root),
     )
     initial = initial_weights(cfg)
     if initial and ckpt_path is None:
@@ -99,7 +105,19 @@ def run(cfg: DictConfig) -> dict | None:
     job = {"config": cfg.model.config, "train_scale": datamodule.scale_label, "test_scales": [datamodule.test_scale]}
     trainer = build_trainer(cfg, job)
     accumulate_to_global_batch(trainer, datamodule)
+    if ckpt_path is None:  # a fresh start: Lightning would look for a "last" checkpoint (the Ctrl-C callback's)
+        skip_checkpoint_on_test(trainer)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     # the final weights (last.ckpt), as the paper tests its nets; `center` is what validation measures
     tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
+    print_epochs(trainer, num_classes)
     return write_results(trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested)
+
+
+def print_epochs(trainer, num_classes: int) -> None:
+    """The epoch table (training.callbacks.EpochTable), on rank 0, chance beside the first error."""
+    from ..training.callbacks import EpochTable
+
+    table = next((c for c in trainer.callbacks if isinstance(c, EpochTable)), None)
+    if table is not None and table.rows and trainer.is_global_zero:
+        log.info("%s", table.table(chance=100 * (1 - 1 / num_classes)))

@@ -42,8 +42,9 @@ class VGGClassifier(L.LightningModule):
     `model` holds the net's settings (config, width, dropout, init, init_std; the rest of `conf/model` is
     used by the training script); `optim` the optimiser's and the schedule's. Both are saved in the
     checkpoint, which therefore rebuilds its own net; so are `train_scale` (S), for the results of a later eval,
-    and what a prediction needs without the data: the class names (`classes`, and ImageNet's `wnids`), the
-    input scaling (`normalize`) and the test scale Q (`test_scale`).
+    what a prediction needs without the data: the class names (`classes`, and ImageNet's `wnids`), the input
+    scaling (`normalize`) and the test scale Q (`test_scale`), and the data set trained on (`dataset`, its name,
+    and `data_root`), which a later eval reads when told of no other (`tasks.from_weights`).
 
     `model.freeze=features` trains the head only (fc6-fc8, for fine-tuning); `optim.head_lr` gives the head its
     own learning rate (null: `optim.lr`).
@@ -59,6 +60,8 @@ class VGGClassifier(L.LightningModule):
         wnids: list[str] | None = None,
         normalize: str | None = None,
         test_scale: int | None = None,
+        dataset: str | None = None,
+        data_root: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
