@@ -18,8 +18,9 @@ def test_run_dir_refuses_a_fresh_run_and_resumes_its_newest_state(cli_env, tmp_p
     run_dir = tmp_path / "D"
     common = ["experiment=table3/A_S256", "data=demo", f"data.root={demo_root}", *STEPS]
     first = run_cli(*common, "trainer.max_steps=2", f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)
-    log = first.stdout + first.stderr
-    # 12: each log line once, no advertising, no monitor warning before the first validation
+    log = first.stdout + first.stderr + (run_dir / "__main__.log").read_text()  # the console and the log file
+    # 12: each log line once (in the file: the console leaves Lightning's seed line out), no advertising, no
+    # monitor warning before the first validation
     assert log.count("Seed set to 0") == 1 and "💡" not in log and "could not find the monitored key" not in log
     # 11: a Table 3 experiment on the demo data is not set against the paper's ImageNet row
     assert read_results(run_dir)["paper"] is None

@@ -45,10 +45,21 @@ def is_console(handler: logging.Handler) -> bool:
     return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
 
 
+def quiet_console() -> None:
+    """Hydra's console handler shows the message alone, without QUIET_RECORDS; no handler shows advertising.
+    Called when the job starts, before its checks (their warnings read as the rest)."""
+    for handler in logging.getLogger().handlers:
+        if _not_advertising not in handler.filters:
+            handler.addFilter(_not_advertising)
+        if is_console(handler) and _worth_showing not in handler.filters:
+            handler.addFilter(_worth_showing)
+            handler.setFormatter(ConsoleFormatter())
+
+
 def quiet_libraries() -> None:
-    """- Lightning prints its INFO lines through a handler of its own and then passes them on to Hydra's: drop
-      its handler, so each line appears once, in Hydra's format and in the run's log file;
-    - no advertising; the console shows the message alone, without QUIET_RECORDS;
+    """Once the job has passed its checks:
+    - Lightning prints its INFO lines through a handler of its own and then passes them on to Hydra's: drop
+      its handler, so each line appears once, in Hydra's handlers (and in the run's log file);
     - none of QUIET_WARNINGS (among them: no "dataloader is not resumable" on a mid-epoch resume: our
       EpochSampler resumes exactly from the loop's progress (data.sampling), which Lightning cannot see)."""
     import lightning  # noqa: F401  (its packages add their own log handlers when first imported: do that first)
@@ -59,11 +70,5 @@ def quiet_libraries() -> None:
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
-    for handler in logging.getLogger().handlers:
-        if _not_advertising not in handler.filters:
-            handler.addFilter(_not_advertising)
-        if is_console(handler) and _worth_showing not in handler.filters:
-            handler.addFilter(_worth_showing)
-            handler.setFormatter(ConsoleFormatter())
     for text in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=text)

@@ -51,17 +51,26 @@ class _HeaderUnpickler(pickle.Unpickler):
         return None
 
 
+def _unpickled(path: str):
+    """The pickled object of torch's zip format (its data.pkl); of any other file, its first pickle (torch's
+    legacy format begins with a magic number: not a checkpoint of ours, which are all zips)."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as file:
+            return _HeaderUnpickler(file).load()
+    with zipfile.ZipFile(path) as archive:
+        pickles = [name for name in archive.namelist() if name.count("/") == 1 and name.endswith("/data.pkl")]
+        if not pickles:
+            raise CheckpointError(f"{path!r} is not a checkpoint (a zip archive without data.pkl)")
+        with archive.open(pickles[0]) as file:
+            return _HeaderUnpickler(file).load()
+
+
 def read_header(path: str) -> dict:
     """The hyper-parameters of a vgg-lightning checkpoint (`model`, `num_classes`, `classes`, `normalize`, ...),
     or a CheckpointError saying why `path` is not one."""
     existing_checkpoint(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name.count("/") == 1 and name.endswith("/data.pkl")]
-            if not pickles:
-                raise CheckpointError(f"{path!r} is not a checkpoint (a zip archive without data.pkl)")
-            with archive.open(pickles[0]) as file:
-                checkpoint = _HeaderUnpickler(file).load()
+        checkpoint = _unpickled(path)
     except _Foreign as error:
         raise CheckpointError(
             f"refusing {path!r}: it holds Python objects other than tensors and plain data, which loading would "

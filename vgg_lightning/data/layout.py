@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
 from .decode import check_file
 from .demo import make_demo_dataset
 
+log = logging.getLogger(__name__)
+_TOLD: set[str] = set()  # the folders whose files that are no images were counted in a warning
 SPLITS = ("train", "val")
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that the walk needs no torchvision (a test keeps the two
 # equal): the files ImageFolder would pick, so a folder prepared for torchvision reads the same here
@@ -26,10 +29,11 @@ class DataLayoutError(ValueError):
     """The data folder is not what the run needs; the message says what was found and what was expected."""
 
 
-def image_files(folder: str, _seen: set | None = None):
+def image_files(folder: str, _seen: set | None = None, others: list | None = None):
     """The image files under `folder` (by extension, as torchvision's ImageFolder picks them), in sorted order,
     following links to folders but never a folder twice (a link to a parent would loop). A name whose link
-    loops or dangles is yielded like any file: reading it fails, and it is skipped as unreadable."""
+    loops or dangles is yielded like any file: reading it fails, and it is skipped as unreadable. `others`
+    collects the files left out for their extension (hidden files aside)."""
     seen = set() if _seen is None else _seen
     try:
         identity = os.stat(folder)
@@ -41,9 +45,11 @@ def image_files(folder: str, _seen: set | None = None):
     seen.add((identity.st_dev, identity.st_ino))
     for entry in entries:
         if _is_folder(entry):  # a file link loop (ELOOP) is no folder
-            yield from image_files(entry.path, seen)
+            yield from image_files(entry.path, seen, others)
         elif is_image_file(entry.name):
             yield entry.path
+        elif others is not None and not entry.name.startswith("."):
+            others.append(entry.path)
 
 
 def class_folders(split_root: str) -> list[str]:
@@ -59,9 +65,21 @@ def _is_folder(entry: os.DirEntry) -> bool:
 
 
 def split_samples(split_root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """(classes, [(path, class index)]) of a split: what training and evaluation read, and data.check checks."""
-    classes = class_folders(split_root)
-    samples = [(path, i) for i, name in enumerate(classes) for path in image_files(os.path.join(split_root, name))]
+    """(classes, [(path, class index)]) of a split: what training and evaluation read, and data.check checks.
+    The files left out as no images (by their extension) are counted, in a warning."""
+    classes, others = class_folders(split_root), []
+    samples = [
+        (path, i)
+        for i, name in enumerate(classes)
+        for path in image_files(os.path.join(split_root, name), None, others)
+    ]
+    if others and split_root not in _TOLD:  # once per folder: the checks and the run walk it alike
+        _TOLD.add(split_root)
+        shown = ", ".join(os.path.relpath(path, split_root) for path in others[:3]) + (
+            ", ..." if len(others) > 3 else ""
+        )
+        log.warning("%s: left out %d file(s) that are not images by their extension (%s); image files end in %s",
+                    split_root, len(others), shown, ", ".join(IMG_EXTENSIONS))  # fmt: skip
     return classes, samples
 
 

@@ -83,24 +83,28 @@ def from_checkpoints(cfg: DictConfig, ckpt_path: str | None, ensemble: Sequence[
 
 
 def take_data_set(cfg: DictConfig, path: str, header: dict) -> None:
-    """An eval told of no data set (no data= or data.root= on its command line) tests on the one the net was
-    trained on: its name, folder and class count, and its Q as the default test scale."""
+    """An eval tests, unless its command line says otherwise, on the data set the net was trained on: its name
+    (unless data= is given), its folder (unless data= or data.root= is) and its Q (the default test scale);
+    its classes are the checkpoint's, by name (`check_classes`)."""
     given = _given()
     take_default(cfg, "data.test_scale", header.get("test_scale"), given)
-    root = header.get("data_root")
-    if root is None or given is None or given & {"data", "data.root"}:
+    if header.get("classes") and not _is_given("data.num_classes", given):
+        OmegaConf.update(cfg, "data.num_classes", None)  # the classes are checked by name (check_classes)
+    if given is None or "data" in given:
         return
-    name = header.get("dataset") or "imagefolder"
+    name = header.get("dataset")
+    take_default(cfg, "data.name", name, given)
+    if cfg.data.get("demo") and name not in (None, "demo"):  # the demo's sizes generate its set: not into another's
+        OmegaConf.update(cfg, "data.demo", None)
+    root = header.get("data_root")
+    if root is None or "data.root" in given:
+        return
     if not os.path.isdir(root):
         raise CheckpointError(
             f"{path!r} was trained on the data set {name} in {root}, which is not there: pass data.root=<its "
             f"folder> (and data=imagefolder for a set of your own)"
         )
     OmegaConf.update(cfg, "data.root", root)
-    OmegaConf.update(cfg, "data.name", name)
-    OmegaConf.update(cfg, "data.num_classes", header["num_classes"])
-    if cfg.data.get("demo") and name != "demo":  # the demo's settings generate its set: not into another's folder
-        OmegaConf.update(cfg, "data.demo", None)
 
 
 def check_classes(path: str, header: dict, folders: Sequence[str]) -> None:

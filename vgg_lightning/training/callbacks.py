@@ -77,7 +77,9 @@ class ProgressBar(RichProgressBar):
         if due or not trainer.training:  # validation and epoch ends: read now (once)
             values = trainer.callback_metrics
             steps = {name: values[name].item() for name in self.STEP_VALUES if name in values}
-            self._shown, self._read_at = {**super().get_metrics(trainer, pl_module), **steps}, step
+            shown = super().get_metrics(trainer, pl_module)
+            shown.pop("v_num", None)  # the logger's version: a run dir holds one run
+            self._shown, self._read_at = {**shown, **steps}, step
         return self._shown
 
 
