@@ -9,7 +9,7 @@
 Each export carries what a user outside this package needs to feed the net and read its outputs (`metadata`:
 the class names in output order, the input scaling as a mean and std per RGB channel on the 0-255 scale, the
 input layout, the test scale Q): in the ONNX file's `metadata_props`, in the TorchScript file as its extra
-file `vgg_lightning.json` (`torch.jit.load(FILE, _extra_files={"vgg_lightning.json": ""})`), and beside the
+file `metadata.json` (`torch.jit.load(FILE, _extra_files={"metadata.json": ""})`), and beside the
 torchvision file as FILE.json.
 
 Each export checks itself before it says it succeeded: the exported model, loaded back from FILE (through
@@ -41,7 +41,7 @@ from .models.torchvision_files import TORCHVISION_NAMES
 FORMATS = ("onnx", "torchscript", "torchvision")
 ATOL, RTOL = 1e-4, 1e-4  # float32 on the CPU; the runtimes reorder the sums of a conv
 SIDE = 224
-EXTRA_FILE = "vgg_lightning.json"  # the metadata inside a TorchScript file
+EXTRA_FILE = "metadata.json"  # the metadata inside a TorchScript file
 
 
 class ExportError(RuntimeError):

@@ -3,7 +3,7 @@ config and width, the data set it was trained on, its class names, input scaling
 task can take them, and refuse a command line that says otherwise, before it pays for importing torch.
 
 A checkpoint is torch's zip archive: `<name>/data.pkl` holds the pickled dict, the tensors lie beside it. Only
-data.pkl is read, and no global it names is ever looked up: torch's tensor and storage rebuilders come back as
+that pickle is read, and no global it names is ever looked up: torch's tensor and storage rebuilders come back as
 inert placeholders, and a pickle that names anything else (beside `collections.OrderedDict`) is refused, as
 `checkpoints.read` refuses it, so reading runs no code of the file's choosing and loads no tensor. (The weights
 themselves are read by `checkpoints.read`, with torch's `weights_only` loader.)
@@ -52,7 +52,7 @@ class _HeaderUnpickler(pickle.Unpickler):
 
 
 def _unpickled(path: str):
-    """The pickled object of torch's zip format (its data.pkl); of any other file, its first pickle (torch's
+    """The pickled object of torch's zip format (its `<name>/data.pkl`); of any other file, its first pickle (torch's
     legacy format begins with a magic number: not a checkpoint of ours, which are all zips)."""
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as file:
