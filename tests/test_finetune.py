@@ -108,7 +108,7 @@ def test_finetune_as_documented_from_one_of_our_checkpoints_takes_its_net(cli_en
     run_dir = tmp_path / "run"
     result = run_cli(
         "experiment=finetune", f"data.root={folder}", "weights=null", f"model.init_from={ckpt}",
-        "data.num_workers=0", "trainer.max_steps=2", "trainer.limit_val_batches=1", f"hydra.run.dir={run_dir}",
+        "data.batch_size=4", "data.num_workers=0", "trainer.max_steps=2", f"hydra.run.dir={run_dir}",
         env=cli_env, cwd=tmp_path,
     )  # fmt: skip
     output = result.stdout + result.stderr

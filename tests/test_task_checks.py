@@ -115,7 +115,7 @@ BAD_INPUTS = {
     ),
     # R3 as Caltech's folder: its class folders are train/ and val/
     "features_caltech_layout": (
-        ["task=features", "features.dataset=caltech101", "features.root={R3}", "ckpt_path={CK}"],
+        ["task=features", "features.dataset=caltech101", "features.root={R3}"],
         "2 class folders, expected 102",
     ),
     # a checkpoint read without torch (CK: a narrow A of width 0.0625 trained on classes a, b with torchvision's

@@ -23,12 +23,12 @@ SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 def check(cfg: DictConfig) -> None:
     check_aggregate(cfg.features.aggregate)
+    # the reader checks the layout as it lists the images (again in the run)
+    read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
     if cfg.get("weights"):
         check_weights_named(cfg)
     else:  # the nets' input scaling is theirs (data.normalize): a command line saying otherwise is refused
         from_checkpoints(cfg, cfg.get("ckpt_path"), cfg.features.get("ensemble"), "features")
-    # the reader checks the layout as it lists the images (again in the run)
-    read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
 
 
 def feature_nets(cfg: DictConfig) -> tuple[list, list[str]]:
