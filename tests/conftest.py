@@ -4,6 +4,7 @@ helpers.py's."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from slurm_cluster import slurm  # noqa: F401  (the real single-node SLURM of th
 
 from vgg_lightning.data.demo import make_demo_dataset
 
+DEMO_OUTPUT = "demo_run.output.json"  # beside the demo's run dir: what it printed
+
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> str:
@@ -23,17 +26,39 @@ def demo_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, demo_root) -> Path:
-    """The run dir of one demo training through the CLI (`experiment=demo`, FAST): trained once for the whole
-    run by whichever worker asks first (a Python start with torch is ~10 s of every CLI test), then read by the
-    tests that need a trained run or its checkpoint. Tests read it and never write into it."""
+def demo_run(tmp_path_factory) -> Path:
+    """The run dir of the demo as the README runs it (`python -m vgg_lightning experiment=demo`, its data set
+    generated into a cache of its own): the suite's one full training, trained once by whichever worker asks
+    first, then read by the tests that need a trained net, its checkpoint or what the demo printed (in
+    `demo_output`). Tests read it and never write into it."""
     shared = shared_dir(tmp_path_factory)
     run_dir = shared / "demo_run"
     with FileLock(str(shared / "demo_run.lock")):
         if not (run_dir / "results.json").exists():
-            env = {**os.environ, "WANDB_MODE": "offline", "VGG_LIGHTNING_CACHE": str(shared / "demo_run_cache")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "PYTHONWARNINGS"))}
+            env.update(WANDB_MODE="offline", VGG_LIGHTNING_CACHE=str(shared / "demo_run_cache"))
+            result = run_cli("experiment=demo", f"hydra.run.dir={run_dir}", env=env, cwd=shared)
+            (shared / DEMO_OUTPUT).write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory, demo_root) -> Path:
+    """The run dir of a two-step training of the demo's net on `demo_root` (`experiment=demo`, FAST): the
+    baseline of the tests that set another training beside it (the same command again, the DALI loader)."""
+    shared = shared_dir(tmp_path_factory)
+    run_dir = shared / "fast_run"
+    with FileLock(str(shared / "fast_run.lock")):
+        if not (run_dir / "results.json").exists():
+            env = {**os.environ, "WANDB_MODE": "offline", "VGG_LIGHTNING_CACHE": str(shared / "fast_run_cache")}
             run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={run_dir}", env=env, cwd=shared)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def demo_output(demo_run) -> dict:
+    """What the demo printed, as a user sees it: {"stdout": ..., "stderr": ...}."""
+    return json.loads((demo_run.parent / DEMO_OUTPUT).read_text())
 
 
 @pytest.fixture

@@ -188,6 +188,20 @@ def image_folder(root: Path, train=("a", "b"), val=("a", "b"), per_class: int = 
 CLASSES = 5  # the narrow nets' classes
 
 
+def write_checkpoint(path: Path, classes=("a", "b"), config: str = "A", **run) -> str:
+    """A checkpoint file as a training writes one (its hyper-parameters and weights), of a narrow net trained on
+    `classes`; `run`: more of what the run knew (normalize, test_scale, dataset, data_root, ...)."""
+    import torch
+
+    from vgg_lightning.training.module import VGGClassifier
+
+    torch.manual_seed(0)
+    module = VGGClassifier({"config": config, "width": 0.0625, "init": "xavier"}, {}, num_classes=len(classes),
+                           classes=list(classes), train_scale=256, **run)  # fmt: skip
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return str(path)
+
+
 def narrow(config: str = "A", seed: int = 0, classes: int = CLASSES):
     """A VGG at width 1/16 from Glorot's init (seeded), in eval mode."""
     import torch

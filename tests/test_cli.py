@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
+import re
 
 import pytest
 import torch
-from helpers import FAST, compose_cfg, read_results, run_cli
+from helpers import FAST, REPO, assert_one_line_error, compose_cfg, read_results, run_cli
 
 from vgg_lightning.models import CONFIGS
 from vgg_lightning.report.runs import training_curve
@@ -54,73 +53,80 @@ def test_missing_data_root_names_the_path_and_the_fix(cli_env, tmp_path):
     assert "/nowhere/imagenet" in result.stderr and "data.root=" in result.stderr and "experiment=demo" in result.stderr
 
 
-def test_demo_train_then_eval(cli_env, tmp_path, demo_root, demo_run):
-    run_dir = demo_run  # experiment=demo data.root=DEMO_ROOT *FAST, through the CLI
-    common = ["experiment=demo", f"data.root={demo_root}", *FAST]
+def readme_demo_block() -> str:
+    """What the README's demo section says the demo prints: its code block after the command's."""
+    section = (REPO / "README.md").read_text().split("## The demo", 1)[1].split("\n## ", 1)[0]
+    (command, printed) = re.findall(r"^```\w*\n(.*?)^```$", section, re.S | re.M)
+    assert command.strip() == "python -m vgg_lightning experiment=demo"
+    return printed
 
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()
-    assert (run_dir / ".hydra" / "config.yaml").exists()
-    assert len(list((run_dir / "checkpoints").glob("epoch*.ckpt"))) == 1  # the best by val top-1 error
-    results = read_results(run_dir)
+
+# what a quiet console does not print: the config tree, Lightning's model summary, its device lines and seed,
+# our own plumbing, the misleading "last checkpoint" warnings of a fresh run, library notices, W&B's lines
+NOISE = ("composed config", "Trainable params", "GPU available", "TPU available", "Seed set to", "MFU unknown",
+         "speed-ups", "global batch", "ckpt_path", "srun", "LeafSpec", "v_num", "[INFO]", "wandb", "Warning")  # fmt: skip
+
+
+def test_the_demo_prints_what_the_readme_shows_and_little_else(demo_run, demo_output):
+    """`python -m vgg_lightning experiment=demo`, as the README runs it: its epoch table and results line are the
+    README's block, the whole console is a progress bar and that summary, and none of the noise lines."""
+    stdout, stderr = demo_output["stdout"], demo_output["stderr"]
+    printed = stdout.replace(str(demo_run), "outputs/train/<date>/<time>")
+    assert readme_demo_block() in printed, printed
+    lines = [line for line in (stdout + stderr).splitlines() if line.strip()]
+    assert len(lines) <= 25 and stderr.strip() == "", stdout + stderr  # 199 lines before, 157 of them the config
+    assert [noise for noise in NOISE if noise in stdout + stderr] == []
+    assert "Epoch 7/7" in stdout and "center Q=256" in stdout  # the progress bars: training, then the test
+
+
+def test_the_demo_run_and_a_bare_eval_of_its_checkpoint(cli_env, tmp_path, demo_run):
+    """The demo's run dir and results; `task=eval ckpt_path=<its last.ckpt>` alone tests the net on the data set
+    it was trained on (the checkpoint names it), scaled as it was trained: the training's own errors."""
+    assert (demo_run / "checkpoints" / "last.ckpt").exists() and (demo_run / ".hydra" / "config.yaml").exists()
+    assert len(list((demo_run / "checkpoints").glob("epoch*.ckpt"))) == 1  # the best by val top-1 error
+    results = read_results(demo_run)
     assert results["task"] == "train" and results["config"] == "A" and results["experiment"] == "demo"
-    assert results["num_classes"] == 8 and results["train_scale"] == 256 and results["test_scales"] == [256]
-    assert results["steps"] == 2 and results["paper"] is None
+    assert results["dataset"] == "demo" and results["num_classes"] == 8 and results["paper"] is None
+    assert results["train_scale"] == 256 and results["test_scales"] == [256]
+    assert (results["epochs"], results["steps"], results["images"]) == (8, 8 * 24, 192)
     # the final test (center, the val view) is the last validation, image for image: the same top-1 error,
     # and its mean -log posterior equals the validation loss to 1e-4 (float sums in another order)
-    last_val = [row for _, row in sorted(training_curve(run_dir).items()) if "val/loss" in row][-1]
-    assert results["images"] == 16 and results["top1_error"] == pytest.approx(last_val["val/top1_error"], abs=1e-3)
+    last_val = [row for _, row in sorted(training_curve(demo_run).items()) if "val/loss" in row][-1]
+    assert results["top1_error"] == pytest.approx(last_val["val/top1_error"], abs=1e-3)
     assert results["nll"] == pytest.approx(last_val["val/loss"], abs=1e-4)
 
-    # evaluation needs only the val split (a root made by `prepare --splits val`)
-    val_only = tmp_path / "val_only"
-    shutil.copytree(Path(demo_root) / "val", val_only / "val")
-    shutil.copy(Path(demo_root) / "demo.json", val_only)
-    eval_dir = tmp_path / "eval"
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    eval_args = ["task=eval", *common, f"data.root={val_only}", f"ckpt_path={ckpt}"]
-    run_cli(*eval_args, f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)
-    evaluated = read_results(eval_dir)
-    assert evaluated["task"] == "eval" and evaluated["protocol"] == "center"
-    # same weights, same val images, same view: data.normalize, the crop and the posterior all agree
-    assert evaluated["top1_error"] == results["top1_error"] and evaluated["top5_error"] == results["top5_error"]
-    assert evaluated["nll"] == pytest.approx(last_val["val/loss"], abs=1e-4)
+    ckpt = demo_run / "checkpoints" / "last.ckpt"
+    run_cli("task=eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", env=cli_env, cwd=tmp_path)
+    evaluated = read_results(tmp_path / "eval")
+    assert evaluated["task"] == "eval" and evaluated["dataset"] == "demo" and evaluated["protocol"] == "center"
+    assert (evaluated["top1_error"], evaluated["top5_error"]) == (results["top1_error"], results["top5_error"])
+    assert evaluated["nll"] == pytest.approx(results["nll"], abs=1e-4)
 
-    # a checkpoint of another config is refused before any work, and the run dir is left as it was
+    # refused before any work, in one line, the run dir left as it was: a checkpoint of another config than
+    # the command line names, a file that is no checkpoint
     wrong_dir = tmp_path / "wrong"
-    result = run_cli(
-        "task=eval",
-        *common,
-        "model=D",
-        f"ckpt_path={ckpt}",
-        f"hydra.run.dir={wrong_dir}",
-        env=cli_env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0 and "config A (this run: D)" in result.stderr and "model=A" in result.stderr
-    assert not (wrong_dir / "results.json").exists()
-
+    for args, said in (
+        (["model=D"], "config A (this run: D)"),
+        (["data.normalize=paper"], "data.normalize=torchvision"),
+    ):
+        result = run_cli("task=eval", *args, f"ckpt_path={ckpt}", f"hydra.run.dir={wrong_dir}", env=cli_env,
+                         cwd=tmp_path, check=False)  # fmt: skip
+        assert_one_line_error(result, said)
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(ckpt.read_bytes()[:1000])
-    result = run_cli(
-        "task=eval",
-        *common,
-        f"ckpt_path={corrupt}",
-        f"hydra.run.dir={wrong_dir}",
-        env=cli_env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0 and "cannot read checkpoint" in result.stderr
+    result = run_cli("task=eval", f"ckpt_path={corrupt}", f"hydra.run.dir={wrong_dir}", env=cli_env, cwd=tmp_path,
+                     check=False)  # fmt: skip
+    assert_one_line_error(result, "cannot read checkpoint", "damaged or truncated")
+    assert not (wrong_dir / "results.json").exists()
 
 
-def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root, demo_run):
-    """demo_run's command again, in another process, run dir and cache: the same weights, bit for bit."""
+def test_same_command_twice_gives_the_same_weights(cli_env, tmp_path, demo_root, fast_run):
+    """fast_run's command again, in another process, run dir and cache: the same weights, bit for bit."""
     run_cli("experiment=demo", f"data.root={demo_root}", *FAST, f"hydra.run.dir={tmp_path / 'again'}", env=cli_env,
             cwd=tmp_path)  # fmt: skip
     weights = [
         torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-        for run_dir in (demo_run, tmp_path / "again")
+        for run_dir in (fast_run, tmp_path / "again")
     ]
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)

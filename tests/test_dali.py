@@ -294,11 +294,11 @@ def test_the_data_package_imports_no_dali(tmp_path):
 # -- through the CLI -----------------------------------------------------------------------------------------
 
 
-def test_the_demo_trains_through_dali_in_the_current_loaders_error_band(demo_root, demo_run, cli_env, tmp_path):
+def test_the_demo_trains_through_dali_in_the_current_loaders_error_band(demo_root, fast_run, cli_env, tmp_path):
     run_dir = tmp_path / "run"
     run_cli("experiment=demo", "data.loader=dali", "data.dali.threads=1", f"data.root={demo_root}", *FAST,
             f"hydra.run.dir={run_dir}", env=cli_env, cwd=tmp_path)  # fmt: skip
-    results, current = read_results(run_dir), read_results(demo_run)
+    results, current = read_results(run_dir), read_results(fast_run)
     assert results["images"] == current["images"]
     # the same crops, flips and colour shifts, pixels within a level: the same training, nearly to the bit
     assert abs(results["top1_error"] - current["top1_error"]) <= 6.25  # one of the 16 val images

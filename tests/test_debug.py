@@ -25,13 +25,21 @@ def test_debug_modes_override_the_experiment_and_keep_no_checkpoint(mode):
 
 def test_fdr_runs_one_batch_of_each_and_writes_only_the_log(cli_env, tmp_path, demo_root):
     run = tmp_path / "run"
-    result = run_cli(*NARROW, "debug=fdr", f"data.root={demo_root}", f"hydra.run.dir={run}", env=cli_env, cwd=tmp_path)
+    result = run_cli(
+        *NARROW,
+        "debug=fdr",
+        "print_config=true",
+        f"data.root={demo_root}",
+        f"hydra.run.dir={run}",
+        env=cli_env,
+        cwd=tmp_path,
+    )
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "__main__.log"]  # no checkpoints, logger, results
     log = (run / "__main__.log").read_text()
     assert "fast_dev_run" in log and "`max_steps=1` reached" in log  # one training batch (and one of val)
     tested = int(re.search(r"center Q=\[256\]: (\d+) images", log).group(1))
     assert 0 < tested < 16  # one batch of the test protocol, not the 16 val images
-    # the composed config, printed as a tree on stderr when the run starts
+    # the composed config, printed as a tree on stderr when the run starts (print_config=true)
     assert "composed config" in result.stderr and "fast_dev_run: true" in result.stderr
 
 

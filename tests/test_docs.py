@@ -177,3 +177,18 @@ def test_the_module_map_lists_every_module_once():
     modules = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py"))
     assert len(listed) == len(set(listed)), "a module is listed twice"
     assert sorted(listed) == modules
+
+
+def test_the_readme_sets_up_as_ci_does_and_says_how_to_get_torchs_cpu_build():
+    """`.ci/run` installs with the README's command, and the README's line for a machine without a GPU asks
+    torch's CPU index for the torch and torchvision that pyproject.toml allows."""
+    setup = (REPO / "README.md").read_text().split("## Set up", 1)[1].split("\n## ", 1)[0]
+    ci = (REPO / ".ci" / "run").read_text()
+    install = re.search(r"^(pip install -e \S+)\s+# README: set-up$", ci, re.M).group(1)
+    assert re.search(rf"^{re.escape(install)}$", setup, re.M), "the README's set-up is not what .ci/run installs"
+    cpu = re.search(r'^pip install "torch<(\S+)" "torchvision<(\S+)" --index-url https://download.pytorch.org/whl/cpu$',
+                    setup, re.M)  # fmt: skip
+    assert cpu, "the README does not say how to install torch's CPU build"
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for package, bound in zip(("torch", "torchvision"), cpu.groups()):
+        assert re.search(rf'"{package}>=[\d.]+,<{re.escape(bound)}"', pyproject), (package, bound)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import json
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, write_checkpoint
 
 from vgg_lightning.checkpoints.nets import net_from_checkpoint
 from vgg_lightning.checkpoints.read import read_vgg_checkpoint
-from vgg_lightning.export import ATOL, RTOL, ExportError, export
+from vgg_lightning.data.transforms import TORCHVISION_MEAN, TORCHVISION_STD
+from vgg_lightning.export import ATOL, EXTRA_FILE, RTOL, ExportError, export
 from vgg_lightning.models import from_torchvision
 from vgg_lightning.training.module import VGGClassifier
 
@@ -93,3 +96,35 @@ def test_a_failed_check_writes_nothing_and_onnx_without_its_packages_says_what_t
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(ExportError, match=r'pip install -e "\.\[export\]"'):
         export(ckpt, "onnx", str(tmp_path / "a.onnx"))
+
+
+def test_every_export_carries_its_checkpoints_classes_scaling_and_layout(tmp_path, cli_env):
+    """What a user outside this package needs to feed the net, read back as such a user reads it: ONNX's
+    metadata_props (onnx), TorchScript's extra file (torch.jit.load), the JSON beside torchvision's file."""
+    import onnx
+
+    classes = ["ant", "bee", "cicada"]
+    ckpt = write_checkpoint(tmp_path / "a.ckpt", classes, normalize="torchvision", test_scale=288, dataset="bugs")
+    onnx_file, script_file, torchvision_file = tmp_path / "a.onnx", tmp_path / "a.pt", tmp_path / "vgg11.pth"
+    result = run_cli(ckpt, "--to", "onnx", "--out", str(onnx_file), module="vgg_lightning.export", env=cli_env,
+                     cwd=tmp_path)  # fmt: skip
+    assert "metadata (inside it): 3 classes (ant, bee, cicada)" in result.stdout
+    found = {"onnx": {p.key: json.loads(p.value) if p.value[:1] in "[0123456789" else p.value
+                      for p in onnx.load(str(onnx_file)).metadata_props}}  # fmt: skip
+    export(ckpt, "torchscript", str(script_file))
+    extra = {EXTRA_FILE: ""}
+    torch.jit.load(str(script_file), _extra_files=extra)
+    found["torchscript"] = json.loads(extra[EXTRA_FILE])
+    export(ckpt, "torchvision", str(torchvision_file))
+    found["torchvision"] = json.loads(Path(f"{torchvision_file}.json").read_text())
+
+    mean, std = [round(255 * m, 4) for m in TORCHVISION_MEAN], [round(255 * s, 4) for s in TORCHVISION_STD]
+    hparams = read_vgg_checkpoint(ckpt)["hyper_parameters"]
+    for where, props in found.items():
+        assert props["classes"] == hparams["classes"] == classes, where
+        assert (props["mean"], props["std"], props["normalize"]) == (mean, std, "torchvision"), where
+        assert (props["input_layout"], props["channel_order"], props["test_scale"]) == ("NCHW", "RGB", 288), where
+        assert (props["config"], props["num_classes"], props["dataset"]) == ("A", 3, "bugs"), where
+    # the sidecar is never overwritten either
+    with pytest.raises(ExportError, match="exists"):
+        export(ckpt, "torchvision", str(torchvision_file))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, read_results, run_cli
+from helpers import FAST, image_folder, read_results, run_cli
 
 from vgg_lightning.data.demo import make_demo_dataset
 from vgg_lightning.models import build_vgg, to_torchvision
@@ -68,15 +68,15 @@ SUBSET = ("disc_red", "triangle_yellow", "disc_cyan", "triangle_purple")  # 4 of
 
 
 def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli_env, tmp_path, demo_run):
-    """experiments/finetune.yaml with a demo checkpoint, in torchvision's format, in place of torchvision's file;
-    the net's size, the schedule (48 steps, lr 0.01, the head's 0.05) and no dropout are the demo's, so that a
-    nearly untrained source learns in seconds. It learns: val error well below chance."""
+    """experiments/finetune.yaml with the demo's checkpoint, in torchvision's format, in place of torchvision's
+    file; the net's size, the schedule (32 steps, lr 0.01, the head's 0.05) and no dropout are the demo's, so
+    that it learns in seconds. It learns: val error well below chance."""
     demo = make_demo_dataset(str(tmp_path / "demo"), train_per_class=32, val_per_class=8)
     subset = tmp_path / "subset"
     for split in ("train", "val"):
         for name in SUBSET:
             shutil.copytree(Path(demo, split, name), subset / split / name)
-    source_dir = demo_run  # 2 steps of the demo on a smaller set of the same 8 classes
+    source_dir = demo_run  # the demo, trained on a larger set of the same 8 classes
     source = torch.load(source_dir / "checkpoints" / "last.ckpt", weights_only=True)
     weights = tmp_path / "vgg11_demo.pth"  # what --to torchvision writes
     run_cli(str(source_dir / "checkpoints" / "last.ckpt"), "--to", "torchvision", "--out", str(weights),
@@ -84,8 +84,8 @@ def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli
 
     run_dir = tmp_path / "finetune"
     result = run_cli(
-        "experiment=finetune", f"data.root={subset}", f"weights_path={weights}", "model=A", "model.width=0.0625",
-        "model.dropout=0", "data.batch_size=16", "data.num_workers=0", "trainer.max_epochs=6", "optim.lr=0.01",
+        "experiment=finetune", f"data.root={subset}", f"weights_path={weights}", "model=A", "model.width=0.125",
+        "model.dropout=0", "data.batch_size=16", "data.num_workers=0", "trainer.max_epochs=4", "optim.lr=0.01",
         "optim.head_lr=0.05", "trainer.gradient_clip_val=1.0", "logger=csv", f"hydra.run.dir={run_dir}",
         env=cli_env, cwd=tmp_path,
     )  # fmt: skip
@@ -97,3 +97,26 @@ def test_finetune_recipe_on_a_4_class_subset_from_an_8_class_demo_checkpoint(cli
     assert source["state_dict"]["net.head.fc8.weight"].shape[0] == 8
     results = read_results(run_dir)
     assert results["num_classes"] == 4 and results["top1_error"] < 50.0  # chance: 75%
+
+
+def test_finetune_as_documented_from_one_of_our_checkpoints_takes_its_net(cli_env, tmp_path, demo_run):
+    """The README's command, `experiment=finetune data.root=... weights=null model.init_from=<the demo's
+    last.ckpt>`: the net is the checkpoint's (A at width 1/8, not the experiment's default D at full width),
+    with its input scaling; fc8 is new. The run's W&B run is offline and says so in one line."""
+    ckpt = demo_run / "checkpoints" / "last.ckpt"
+    folder = image_folder(tmp_path / "photos", train=("ant", "bee"), val=("ant", "bee"), per_class=4)
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "experiment=finetune", f"data.root={folder}", "weights=null", f"model.init_from={ckpt}",
+        "data.batch_size=4", "data.num_workers=0", "trainer.max_steps=2", f"hydra.run.dir={run_dir}",
+        env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "warm start of A from" in output and "fc8: a new 2-class layer, the checkpoint's has 8 classes" in output
+    tuned = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert (tuned["model"]["config"], tuned["model"]["width"], tuned["normalize"]) == ("A", 0.125, "torchvision")
+    assert (
+        tuned["classes"] == ["ant", "bee"] and tuned["dataset"] == "imagefolder" and tuned["data_root"] == str(folder)
+    )
+    w_and_b = [line for line in output.splitlines() if "wandb" in line.lower() or "W&B" in line]
+    assert len(w_and_b) == 1 and w_and_b[0].startswith("W&B run A S256 Q256: offline in"), w_and_b

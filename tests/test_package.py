@@ -96,14 +96,14 @@ LAYERS = {
     "data": GROUND,
     "speed": {"models"},
     "checkpoints": {"models", "compat", "errors", "signals"},
-    "tracking": {"paper"},
+    "tracking": {"paper", "compat"},
     "evaluation": BELOW_TRAINING,
     "training": BELOW_TRAINING | {"evaluation"},
     "app": {"paper", "checkpoints", "speed", "tracking", "training", "errors", "signals"},  # the Trainer gets DDP
     "report": {"paper", "models", "tracking", "errors"},
     "tasks": BELOW_TRAINING | {"evaluation", "training", "app", "tracking"},
     "reproduce": {"paper", "app", "checkpoints", "signals"},
-    "export": {"models", "checkpoints", "errors"},
+    "export": {"models", "checkpoints", "data", "errors"},  # data: the input scaling the exports' metadata state
     "__main__": {"app", "tasks", "tracking", "errors", "signals"},
 }
 

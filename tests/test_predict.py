@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import read_results, run_cli
 
+from vgg_lightning.checkpoints.header import read_header
 from vgg_lightning.data.classes import class_names, imagenet_categories
 from vgg_lightning.data.demo import CLASSES as DEMO_CLASSES
 from vgg_lightning.evaluation.predictor import Predictor, prediction_rows
@@ -18,7 +20,7 @@ from vgg_lightning.tasks.predict import input_files
 
 @pytest.fixture
 def trained(demo_run) -> Path:
-    """A demo run's last.ckpt (8 classes, a few steps)."""
+    """The demo's last.ckpt (8 classes)."""
     return demo_run / "checkpoints" / "last.ckpt"
 
 
@@ -35,32 +37,37 @@ def test_class_names_are_folder_names_or_imagenets():
     assert class_names(None) == (imagenet_categories(), None)  # torchvision's weights: no folders at all
 
 
-def test_predict_over_the_demo_val_folder_agrees_with_eval_image_by_image(trained, demo_root, cli_env, tmp_path):
+def test_eval_and_predict_score_the_demos_net_as_its_training_did(trained, demo_run, cli_env, tmp_path):
+    """The demo's net on the val images its training tested it on (centre crop, Q=256, torchvision's scaling),
+    three ways: the training's own results, task=eval and task=predict, image by image. Neither task is told the
+    net, its scaling or Q; eval is told the data set (data=demo, a copy of its val split alone), and still
+    scales as the net was trained, not as data=demo's default (paper) would."""
+    val_only, root = tmp_path / "val_only", Path(read_header(str(trained))["data_root"])  # the demo's data set
+    shutil.copytree(root / "val", val_only / "val")
+    shutil.copy(root / "demo.json", val_only)
     eval_dir, predict_dir = tmp_path / "eval", tmp_path / "predict"
-    # the same protocol both ways; eval reads the labelled val split, predict only the files. Neither is told
-    # the net: the demo experiment's width (0.125) gives way to the checkpoint's (0.0625)
-    run_cli(
-        "task=eval", "experiment=demo", f"data.root={demo_root}", "data.num_workers=0", "logger=csv", "eval=dense",
-        f"ckpt_path={trained}", f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path,
-    )  # fmt: skip
-    # no model=, no width, no data root: the checkpoint describes itself
-    result = run_cli(
-        "task=predict", f"ckpt_path={trained}", f"inputs={demo_root}/val", "eval=dense", "data.num_workers=0",
-        "logger=csv", "top_k=3", f"hydra.run.dir={predict_dir}", env=cli_env, cwd=tmp_path,
-    )  # fmt: skip
+    run_cli("task=eval", "data=demo", f"data.root={val_only}", f"ckpt_path={trained}", "data.num_workers=0",
+            f"hydra.run.dir={eval_dir}", env=cli_env, cwd=tmp_path)  # fmt: skip
+    result = run_cli("task=predict", f"ckpt_path={trained}", f"inputs={val_only}/val", "data.num_workers=0", "top_k=3",
+                     f"hydra.run.dir={predict_dir}", env=cli_env, cwd=tmp_path)  # fmt: skip
     rows = read_predictions(predict_dir)
-    files = sorted(str(p) for p in Path(demo_root, "val").rglob("*.JPEG"))
+    files = sorted(str(p) for p in Path(val_only, "val").rglob("*.JPEG"))
     assert [row["path"] for row in rows] == files  # one row per image
     assert list(rows[0]) == ["path", "class", "probability", "class_2", "probability_2", "class_3", "probability_3"]
     assert {row["class"] for row in rows} <= set(DEMO_CLASSES)  # names, not label numbers
     assert "image" in result.stdout and rows[0]["class"] in result.stdout  # the printed table
 
     wrong = [row["class"] != Path(row["path"]).parent.name for row in rows]
-    assert 100 * sum(wrong) / len(rows) == pytest.approx(read_results(eval_dir)["top1_error"], abs=1e-3)
+    trained_error = read_results(demo_run)["top1_error"]
+    assert 100 * sum(wrong) / len(rows) == pytest.approx(trained_error, abs=1e-3)
+    assert read_results(eval_dir)["top1_error"] == trained_error
+    # a prediction is no experiment: no logger, no W&B run, unless its command line names one
+    assert sorted(p.name for p in predict_dir.iterdir()) == [".hydra", "__main__.log", "predictions.csv"]
+    assert "W&B" not in result.stdout + result.stderr and "wandb" not in result.stdout + result.stderr
 
     # image by image: the batched run gives what one image through the protocol gives
-    predictor = Predictor.from_checkpoint(str(trained), protocol="dense")
-    for row in rows:
+    predictor = Predictor.from_checkpoint(str(trained))
+    for row in rows[::16]:
         (top, probability), *_ = predictor(row["path"], k=1)
         assert top == row["class"] and probability == pytest.approx(float(row["probability"]), abs=1e-5)
 

@@ -29,7 +29,7 @@ def test_trainer_presets_change_only_what_they_name(preset):
 
 def test_ddp_sim_runs_two_processes_and_only_rank_0_logs_to_wandb(cli_env, tmp_path, demo_root):
     run = tmp_path / "run"
-    result = run_cli("experiment=demo", "trainer=ddp_sim", *FAST_WANDB, f"data.root={demo_root}",
+    result = run_cli("experiment=demo", "trainer=ddp_sim", *FAST_WANDB, "print_config=true", f"data.root={demo_root}",
                      f"hydra.run.dir={run}", env=cli_env, cwd=tmp_path)  # fmt: skip
     # one W&B run (offline) for the two processes, each step logged once: rank 1 neither starts a run of its
     # own nor logs into rank 0's

@@ -4,6 +4,8 @@ the demo set through the CLI."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import assert_one_line_error, read_results, run_cli
@@ -127,14 +129,16 @@ def test_demo_chain_train_features_transfer_through_the_cli(cli_env, tmp_path, d
     """demo_run (the demo trained through the CLI) -> task=features on a set it never saw -> task=transfer ->
     the report."""
     demo = make_demo_dataset(str(tmp_path / "demo"), train_per_class=6, val_per_class=4)  # 80 images, 8 classes
+    (Path(demo) / "train" / "disc_red" / "notes.txt").write_text("not an image")  # counted, left out
     common = [f"data.root={demo}", "logger=csv", "data.num_workers=0"]
     ckpt = demo_run / "checkpoints" / "last.ckpt"
     features_args = ["task=features", "experiment=demo", *common, f"ckpt_path={ckpt}", "features.scales=[224]",
                      f"hydra.run.dir={tmp_path / 'features'}"]  # fmt: skip
-    run_cli(*features_args, env=cli_env, cwd=tmp_path)
+    said = run_cli(*features_args, env=cli_env, cwd=tmp_path)
+    assert "train: left out 1 file(s) that are not images by their extension (disc_red/notes.txt)" in said.stdout
     with np.load(tmp_path / "features" / "features.npz") as found:
         features, labels, paths = found["features"], found["labels"], found["paths"]
-        assert features.dtype == np.float32 and features.shape == (80, 256)  # fc7 of width 1/16
+        assert features.dtype == np.float32 and features.shape == (80, 512)  # fc7 of the demo's width 1/8
         np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1, rtol=1e-5)
         assert sorted(set(found["splits"].tolist())) == ["train", "val"] and len(found["classes"]) == 8
         assert all(p.startswith(demo) for p in paths.tolist()) and np.bincount(labels).tolist() == [10] * 8

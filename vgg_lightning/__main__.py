@@ -23,7 +23,8 @@ from .app.config_files import primary_config_dir, register_groups
 from .app.config_tree import print_config_tree
 from .app.help import help_text
 from .app.launch import check_multirun, expose_hydra_plugins, external_launcher, rank_consistent_overrides
-from .app.quiet import quiet_libraries
+from .app.overrides import quote_message, unknown_key_message
+from .app.quiet import quiet_console, quiet_libraries
 from .app.resolvers import register_resolvers
 from .app.run_dir import ONE_LINE_ERRORS
 from .app.search import check_objective, objective
@@ -39,6 +40,7 @@ PACKAGE = str(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path=primary_config_dir(), config_name="config")
 def main(cfg: DictConfig):
+    quiet_console()
     check_multirun(cfg)
     task = check(cfg)  # every value the task reads, refused before any work (torch-free)
     check_objective(cfg.get("optimized_metric"), HydraConfig.get().mode == RunMode.MULTIRUN, external_launcher())
@@ -55,13 +57,18 @@ def user_error(error: BaseException) -> str | None:
     """The message to print, alone, for an error the user can fix: a ValueError (or one of our own error
     classes) raised by our own code, a Hydra config error, or the file system's refusal of a write (a full
     disk, a read-only folder: `errors.file_system_problem`). None: a bug, whose traceback is shown."""
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     if (problem := file_system_problem(error)) is not None:
         return problem
+    if isinstance(error, OverrideParseException):
+        return quote_message(error.override, error.message.splitlines()[0])
     if isinstance(error, (HydraException, OmegaConfBaseException)):
         text = str(error).split("Config search path:")[0]  # where Hydra looked: --info searchpath shows it
+        unknown = unknown_key_message(text, sys.argv[1:])
+        if unknown:
+            return unknown
         first, *rest = [line.strip() for line in text.splitlines() if line.strip()]
         if rest and rest[0].endswith(":"):  # a list of choices, one a line
             rest = [f"{rest[0]} {', '.join(rest[1:])}"]

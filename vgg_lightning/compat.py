@@ -17,6 +17,8 @@ release renames one, `check_internals` names it and `tests/test_package.py` fail
 - Lightning's checkpoint connector: on SLURM, `trainer.fit(model)` or `trainer.test(model)` without a ckpt_path
   loads the run dir's newest `hpc_ckpt_N.ckpt` (`_parse_ckpt_path`), a file our own rules did not pick (or
   refused); no public argument says "none".
+- Lightning's WandbLogger: the arguments it gives `wandb.init`, among them an `anonymous=None` that W&B warns
+  about on every run (`tracking.loggers.WandbLogger` leaves it out).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ INTERNALS = (
     ("lightning.pytorch.strategies.DDPStrategy", "_ddp_kwargs"),
     ("lightning.pytorch.Trainer", "_signal_connector"),
     ("lightning.pytorch.trainer.connectors.signal_connector._SignalConnector", "register_signal_handlers"),
+    ("lightning.pytorch.loggers.WandbLogger", "_wandb_init"),
 )
 
 
@@ -79,6 +82,12 @@ def ddp_options(strategy) -> dict:
     return strategy._ddp_kwargs
 
 
+def wandb_init_arguments(logger) -> dict:
+    """The keyword arguments a Lightning WandbLogger will give `wandb.init` (the dict itself: changes take
+    effect when it starts its run)."""
+    return logger._wandb_init
+
+
 def set_test_bar_title(bar, title: str) -> None:
     """Retitle the rich progress bar's test task (it counts batches and shows no metrics while testing)."""
     task = getattr(bar, "test_progress_bar_id", None)
@@ -94,7 +103,8 @@ def without_signal_handlers(trainer) -> None:
 
 def load_no_checkpoint(trainer) -> None:
     """Make the trainer's next fit or test use the model as it is: a ckpt_path of None set by the user (read by
-    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt)."""
+    `_select_ckpt_path` before Lightning's SLURM rule picks an hpc_ckpt_N.ckpt of another net, or, for a fit,
+    before an on-exception checkpoint callback makes it look for a "last" one, warning twice)."""
     connector = trainer._checkpoint_connector
     connector._ckpt_path, connector._user_managed = None, True
 

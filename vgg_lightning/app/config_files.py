@@ -10,6 +10,7 @@ Hydra's ConfigStore under its group (`experiment=table3/D_jitter`, `+sweep=depth
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -57,3 +58,27 @@ def choices(group: str) -> list[str]:
     folder = config_root() / (GROUPS.get(group) or f"conf/{group}")
     names = (p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
     return sorted(n for n in names if not any(part.startswith("_") for part in n.split("/")))
+
+
+def experiment_net(choice: str | None, folders: Sequence[Path] = ()) -> str | None:
+    """The net an experiment file names: its `override /model: X` (or a `model.config`), following the
+    experiments it includes (`- /experiment/table3/_jitter`); None when it names none, or when there is no
+    experiment. `folders`: more experiment folders to look in after ours (a `--config-dir`'s experiment/)."""
+    if not choice:
+        return None
+    for folder in (config_root() / GROUPS["experiment"], *folders):
+        path = Path(folder) / f"{choice}.yaml"
+        if path.is_file():
+            break
+    else:
+        return None
+    node = OmegaConf.load(path)
+    named = OmegaConf.select(node, "model.config", default=None)
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, str) and entry.startswith("/experiment/"):
+            named = experiment_net(entry.removeprefix("/experiment/"), folders) or named
+        elif not isinstance(entry, str):
+            for key, value in entry.items():
+                if key.removeprefix("override ").strip() == "/model":
+                    named = str(value)
+    return named

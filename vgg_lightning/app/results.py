@@ -28,7 +28,7 @@ def job_results(cfg: DictConfig, started: float, **fields) -> dict:
         "task": cfg.task,
         "config": cfg.model.config,
         "experiment": group_choice("experiment"),
-        "dataset": group_choice("data"),
+        "dataset": cfg.data.get("name") or group_choice("data"),
         **fields,
         "wall_time_s": round(time.time() - started, 1),
     }

@@ -30,15 +30,16 @@ def wandb_args(cfg: DictConfig, job: Mapping) -> dict:
     return wandb_run_args(plain_config(cfg), job_settings(cfg, job), output_dir(), sweep)
 
 
-def build_trainer(cfg: DictConfig, job: Mapping | None = None, **overrides) -> L.Trainer:
-    """The Trainer of conf/trainer with conf/callbacks and conf/logger; `job` names what the task knows of
-    itself (config, train_scale, test_scales) for the W&B run's name and tags (needed with a W&B logger)."""
+def build_trainer(cfg: DictConfig, job: Mapping | None = None, log: bool = True, **overrides) -> L.Trainer:
+    """The Trainer of conf/trainer with conf/callbacks and conf/logger (none without `log`); `job` names what the
+    task knows of itself (config, train_scale, test_scales) for the W&B run's name and tags (needed with a W&B
+    logger)."""
     callbacks = [
         instantiate(c)
         for name, c in (cfg.get("callbacks") or {}).items()
         if c is not None and (cfg.trainer.get("enable_progress_bar", True) or "progress_bar" not in name)
     ]
-    loggers_cfg = cfg.get("logger") or {}
+    loggers_cfg = (cfg.get("logger") or {}) if log else {}
     uses_wandb = job is not None and any(is_wandb(node) for node in loggers_cfg.values())
     loggers = build_loggers(loggers_cfg, wandb_args(cfg, job) if uses_wandb else None)
     plugins = safe_plugins([*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()])

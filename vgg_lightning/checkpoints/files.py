@@ -12,6 +12,7 @@ from pathlib import Path
 
 CHECKPOINTS = "checkpoints"  # a run dir's folder of checkpoints
 LAST = "last.ckpt"
+ZIP, PICKLE = b"PK\x03\x04", b"\x80"  # torch.save's archive (torch >= 1.6); an old-style file: a pickle, protocol >= 2
 PARTIAL = ".partial-"  # a checkpoint being written (checkpoints.write): no Lightning rule reads such a name
 
 
@@ -21,6 +22,23 @@ def last_checkpoint(run_dir: str | Path) -> Path:
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot serve this run: missing, unreadable, or of another net."""
+
+
+class CodeInCheckpoint(CheckpointError):
+    """A file whose pickle names a global that our readers do not build: loading it would call that global."""
+
+
+def code_in(module: str, name: str) -> CodeInCheckpoint:
+    """The refusal of a pickle that names `module.name`, said alike by both readers (`checkpoints.unpickle`,
+    torch's; `checkpoints.header`, torch-free)."""
+    return CodeInCheckpoint(f"its pickle calls {module}.{name}, which loading would run")
+
+
+def refusing(path: str, error: CheckpointError) -> CheckpointError:
+    """`error` (a reader's, which does not know the path) as the one line a user reads."""
+    if isinstance(error, CodeInCheckpoint):
+        return CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only")
+    return CheckpointError(f"cannot read checkpoint {path!r}: {error}")
 
 
 def existing_checkpoint(path: str) -> str:
@@ -37,6 +55,16 @@ def check_files_exist(paths: Sequence[str | None]) -> None:
     for path in paths:
         if path:
             existing_checkpoint(str(path))
+
+
+def pickled_head(path: str) -> bytes:
+    """The first bytes of a file that may hold a checkpoint (torch's zip or an old-style pickle); otherwise a
+    CheckpointError naming what the file is instead."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head.startswith((ZIP, PICKLE)):
+        raise CheckpointError(f"not a checkpoint but {file_kind(head) or 'data of another kind'}")
+    return head
 
 
 def file_kind(head: bytes) -> str | None:

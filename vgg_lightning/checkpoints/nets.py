@@ -11,11 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import VGG, from_caffe, from_settings, from_torchvision, torchvision_config, torchvision_weights_path
+from ..models import (
+    VGG,
+    from_caffe,
+    from_settings,
+    from_torchvision,
+    torchvision_state_config,
+)
 from ..models.released import RELEASED
 from .files import CheckpointError
 from .read import check_checkpoint, read_checkpoint, read_vgg_checkpoint
-from .weights import CHECKPOINT, KINDS, OURS, MissingWeights, NamedNet, check_input_scaling
+from .weights import CHECKPOINT, KINDS, OURS, MissingWeights, NamedNet, check_input_scaling, torchvision_file
 
 NET_PREFIX = "net."  # VGGClassifier keeps its VGG as `self.net`
 
@@ -52,10 +58,7 @@ def torchvision_net(
     if weights != "torchvision":
         raise ValueError(f"weights={weights!r}: the only choice is torchvision (or ckpt_path=... for our own)")
     check_input_scaling("torchvision", normalize)
-    try:
-        path = torchvision_weights_path(config, weights_path)
-    except FileNotFoundError as error:  # one line, as every refusal of a file the run names
-        raise MissingWeights(str(error)) from None
+    path = torchvision_file(config, weights_path)
     return _torchvision_file(path, read_checkpoint(path), config), path
 
 
@@ -94,7 +97,7 @@ def _from_file(path: str, model: Mapping, num_classes: int | None, keys, normali
     """A checkpoint of ours, or torchvision's file named in an ensemble (told apart by what it holds). `keys`:
     what a single net must match of the run's model settings (None: a member of an ensemble)."""
     content = read_checkpoint(path)
-    config = torchvision_config(content)
+    config = torchvision_state_config(content)
     if config is not None:
         check_input_scaling("torchvision", normalize, path)
         return TaskNet(_torchvision_file(path, content, config), path, "torchvision")

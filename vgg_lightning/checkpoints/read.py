@@ -11,8 +11,8 @@ import torch
 
 from ..models import settings_spec
 from . import unpickle
-from .files import CheckpointError, existing_checkpoint, last_checkpoint
-from .unpickle import CodeInCheckpoint
+from .files import CheckpointError, existing_checkpoint, last_checkpoint, refusing
+from .header import check_net
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,8 @@ def read_checkpoint(path: str) -> dict:
     existing_checkpoint(path)
     try:
         return unpickle.load(path)
-    except CodeInCheckpoint as error:
-        raise CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only") from None
     except CheckpointError as error:
-        raise CheckpointError(f"cannot read checkpoint {path!r}: {error}") from None
+        raise refusing(path, error) from None
 
 
 def nonfinite(tensors: Mapping) -> list[str]:
@@ -73,14 +71,7 @@ def check_checkpoint(
     """Refuse, before any work, a checkpoint whose net differs from the one this run asks for in `keys` (a task
     that takes its net from the checkpoint asks only for what its command line gave); returns it."""
     checkpoint = read_vgg_checkpoint(path, num_classes)
-    found = checkpoint_spec(checkpoint)
-    asked = {**found, **settings_spec(model, found["num_classes"])} if keys else found
-    if any(found[k] != asked[k] for k in keys):
-        differences = ", ".join(f"{k} {found[k]} (this run: {asked[k]})" for k in keys if found[k] != asked[k])
-        raise CheckpointError(
-            f"checkpoint {path!r} holds another net: {differences}. Pass model={found['config']} "
-            f"model.width={found['width']} (or the right checkpoint)"
-        )
+    check_net(path, checkpoint["hyper_parameters"], model, keys)
     return checkpoint
 
 

@@ -28,9 +28,8 @@ from collections.abc import Iterator
 import torch
 
 from ..compat import TORCH_PICKLE_GLOBALS
-from .files import CheckpointError, file_kind
+from .files import ZIP, CheckpointError, CodeInCheckpoint, code_in, pickled_head
 
-ZIP, PICKLE = b"PK\x03\x04", b"\x80"  # torch.save's archive (torch >= 1.6); an old-style file: a pickle, protocol >= 2
 ALLOWED = {("collections", "OrderedDict"), *TORCH_PICKLE_GLOBALS}
 PICKLE_RECORD = "data.pkl"  # the archive's pickle, as torch.save names it
 _STORAGE = re.compile(r"[A-Za-z0-9]+Storage")  # torch.FloatStorage, torch.BFloat16Storage, ...: typed storages
@@ -38,14 +37,10 @@ _FORCING = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
 _ENVIRONMENT = threading.Lock()
 
 
-class CodeInCheckpoint(CheckpointError):
-    """A file whose pickle names a global outside `ALLOWED`: loading it would call that global."""
-
-
 class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED:
-            raise CodeInCheckpoint(f"its pickle calls {module}.{name}, which loading would run")
+            raise code_in(module, name)
         return super().find_class(module, name)
 
 
@@ -68,7 +63,7 @@ def _storage_dtype(module: str, name: str) -> torch.dtype:
             else None
         )
     if not isinstance(dtype, torch.dtype):
-        raise CodeInCheckpoint(f"its pickle calls {module}.{name}, which loading would run")
+        raise code_in(module, name)
     return dtype
 
 
@@ -124,11 +119,7 @@ def _unforced() -> Iterator[None]:
 def load(path: str) -> object:
     """The file's content on the CPU, built by the restricted unpickler; CheckpointError (CodeInCheckpoint for
     code) naming what is wrong otherwise. Zip checkpoints are memory-mapped: only the parts used are read."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if not head.startswith((ZIP, PICKLE)):
-        raise CheckpointError(f"not a checkpoint but {file_kind(head) or 'data of another kind'}")
-    is_zip = head.startswith(ZIP)
+    is_zip = pickled_head(path).startswith(ZIP)
     try:
         if is_zip:
             _check_archive(path)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..models import canonical_config, released
+from ..models import canonical_config, released, torchvision_weights_path
 from .files import CheckpointError, existing_checkpoint
 
 
@@ -62,6 +62,15 @@ def check_input_scaling(kind: str, normalize: str, what: str | None = None) -> N
             f"data.normalize={normalize} (data.normalize follows weights=: remove the data.normalize={normalize} that "
             "the command line or the experiment sets)"
         )
+
+
+def torchvision_file(config: str, weights_path: str | None) -> str:
+    """torchvision's file of `config`: `weights_path`, or torch's hub cache; refused in one line when missing,
+    saying where it must be and how to get it (never downloaded)."""
+    try:
+        return torchvision_weights_path(config, weights_path)
+    except FileNotFoundError as error:
+        raise MissingWeights(str(error)) from None
 
 
 def is_caffe_model(path: str | os.PathLike) -> bool:
@@ -125,7 +134,7 @@ def run_nets(cfg: Mapping, ensemble: Sequence[str] | str | None, task: str) -> l
 
 def check_named_nets(nets: Sequence[NamedNet], normalize: str) -> None:
     """Refuse, before any work, a named file that is not there (a Caffe one naming what to download) and
-    released nets whose input scaling is not the run's. (torchvision's hub cache is looked in when read.)"""
+    released nets whose input scaling is not the run's."""
     for net in nets:
         if net.kind == CHECKPOINT:
             existing_checkpoint(net.path)
@@ -133,3 +142,5 @@ def check_named_nets(nets: Sequence[NamedNet], normalize: str) -> None:
         check_input_scaling(net.kind, normalize, net.label)
         if net.kind == "caffe" and not os.path.isfile(net.path):
             raise MissingWeights(released.missing_file(net.path, net.config))
+        if net.kind == "torchvision":
+            torchvision_file(net.config, net.path)

@@ -53,7 +53,8 @@ def batch_plan(global_batch: int, world_size: int, max_device_batch: int | None 
 
 class ImageNetDataModule(L.LightningDataModule):
     """`root/train/<class>/*` and `root/val/<class>/*`; classes are the sorted folder names (so ImageNet's
-    sorted wnids line up with torchvision's weights).
+    sorted wnids line up with torchvision's weights). `name` is the data set's (data=imagenet|demo|imagefolder):
+    checkpoints keep it, with the root and the class names.
 
     `batch_size` is the global batch (the paper's 256): each of the W processes loads batch_size / W, in
     micro-batches of at most `max_device_batch` when that is set (the trainer accumulates their gradients).
@@ -83,9 +84,10 @@ class ImageNetDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         demo: dict | None = None,
         splits: tuple[str, ...] = SPLITS,
+        name: str = "imagenet",
     ) -> None:
         super().__init__()
-        self.root = str(root)
+        self.name, self.root = name, str(root)
         self.splits = tuple(splits)  # those checked before any work: an evaluation needs only val/
         self.train_scale = parse_scale(scale_range if str(scale).lower() == "jitter" else scale)
         self.test_scale = int(test_scale) if test_scale else default_test_scale(self.train_scale)

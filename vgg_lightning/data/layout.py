@@ -13,6 +13,7 @@ from .decode import check_file
 from .demo import make_demo_dataset
 
 log = logging.getLogger(__name__)
+_TOLD: set[str] = set()  # the folders whose files that are no images were counted in a warning
 SPLITS = ("train", "val")
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that the walk needs no torchvision (a test keeps the two
 # equal): the files ImageFolder would pick, so a folder prepared for torchvision reads the same here
@@ -44,17 +45,18 @@ def utf8_name(path: str) -> str:
     return path
 
 
-def image_files(folder: str, outside: list[str] | None = None) -> Iterator[str]:
+def image_files(folder: str, outside: list[str] | None = None, others: list[str] | None = None) -> Iterator[str]:
     """The image files under `folder` (a class folder, or any folder of images), by extension as torchvision's
     ImageFolder picks them, in sorted order. Links to files are followed; a link to a folder only when it
     stays inside `folder`, and no folder twice (a link to itself would loop). A link out of it is not
     followed, and is added to `outside`: `train/a/up -> ..` would bring every other class's images in again
     as class a. A file whose link loops or dangles is yielded like any file: reading it fails, and it is
-    skipped as unreadable. Names that are not valid UTF-8 are refused (`utf8_name`)."""
-    yield from _walk(folder, os.path.realpath(folder), set(), outside)
+    skipped as unreadable. Names that are not valid UTF-8 are refused (`utf8_name`). `others` collects the files
+    left out for their extension (hidden files aside)."""
+    yield from _walk(folder, os.path.realpath(folder), set(), outside, others)
 
 
-def _walk(folder: str, top: str, seen: set, outside: list[str] | None) -> Iterator[str]:
+def _walk(folder: str, top: str, seen: set, outside: list[str] | None, others: list[str] | None) -> Iterator[str]:
     try:
         identity = os.stat(folder)
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -69,9 +71,11 @@ def _walk(folder: str, top: str, seen: set, outside: list[str] | None) -> Iterat
                 if outside is not None:
                     outside.append(entry.path)
                 continue
-            yield from _walk(utf8_name(entry.path), top, seen, outside)
+            yield from _walk(utf8_name(entry.path), top, seen, outside, others)
         elif is_image_file(entry.name):
             yield utf8_name(entry.path)
+        elif others is not None and not entry.name.startswith("."):
+            others.append(entry.path)
 
 
 def class_folders(split_root: str) -> list[str]:
@@ -89,10 +93,11 @@ def _is_folder(entry: os.DirEntry) -> bool:
 def split_samples(split_root: str, outside: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
     """(classes, [(path, class index)]) of a split: what training, evaluation and features read, and data.check
     checks. The links out of their class folder, which are not followed, go into `outside`; without it, a
-    warning names the first of them."""
-    classes, links = class_folders(split_root), []
+    warning names the first of them. The files left out as no images (by their extension) are counted, in a
+    warning."""
+    classes, links, others = class_folders(split_root), [], []
     samples = [(path, i) for i, name in enumerate(classes)
-               for path in image_files(os.path.join(split_root, name), links)]  # fmt: skip
+               for path in image_files(os.path.join(split_root, name), links, others)]  # fmt: skip
     if outside is not None:
         outside += links
     elif links:
@@ -101,6 +106,13 @@ def split_samples(split_root: str, outside: list[str] | None = None) -> tuple[li
             "as this class's; python -m vgg_lightning.data.check lists them",
             split_root, len(links), links[0], " ..." if len(links) > 1 else "",
         )  # fmt: skip
+    if others and split_root not in _TOLD:  # once per folder: the checks and the run walk it alike
+        _TOLD.add(split_root)
+        shown = ", ".join(os.path.relpath(path, split_root) for path in others[:3]) + (
+            ", ..." if len(others) > 3 else ""
+        )
+        log.warning("%s: left out %d file(s) that are not images by their extension (%s); image files end in %s",
+                    split_root, len(others), shown, ", ".join(IMG_EXTENSIONS))  # fmt: skip
     return classes, samples
 
 

@@ -128,7 +128,7 @@ class Evaluator(L.LightningModule):
             self._report()
 
     def _report(self) -> None:
-        log.info(
+        log.debug(  # the task's results line says the errors
             "%s Q=%s: %d images, %.1f images/s; top-1 error %.2f%%, top-5 error %.2f%%",
             self.protocol,
             self.dataset.scales,

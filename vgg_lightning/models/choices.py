@@ -40,3 +40,20 @@ def check_model_settings(model: Mapping) -> None:
         "init_std": (lambda s: is_number(s) and s > 0, "a positive standard deviation (0.01: the paper)"),
     }
     check_rules("model", model, rules)
+
+
+def settings_spec(model: Mapping, num_classes: int) -> dict:
+    """`VGG.spec()` of the net that a run's model settings (conf/model, as its checkpoints keep them) build,
+    without building it."""
+    return {
+        "config": canonical_config(model.get("config", "D")),
+        "num_classes": num_classes,
+        "width": float(model.get("width", 1.0)),
+    }
+
+
+def paper_warm_start(source: str, target: str) -> bool:
+    """Whether Sec. 3.1 starts a net of config `target` from a trained `source`: A into a deeper net of Table 1
+    (B, C, D, E), or a config from itself (S=384 from S=256, the jittered net from S=384)."""
+    source, target = canonical_config(source), canonical_config(target)
+    return source == target or (source == "A" and target in CONFIGS and target not in ("A", "A-LRN"))

@@ -303,15 +303,6 @@ def from_settings(model: Mapping, num_classes: int) -> VGG:
     return build_vgg(num_classes=num_classes, **{k: model[k] for k in BUILD_KEYS if k in model})
 
 
-def settings_spec(model: Mapping, num_classes: int) -> dict:
-    """`VGG.spec()` of the net `from_settings` would build, without building it."""
-    return {
-        "config": canonical_config(model["config"]),
-        "num_classes": num_classes,
-        "width": float(model.get("width", 1.0)),
-    }
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -6,17 +6,24 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..checkpoints.weights import check_named_nets, run_nets
+from ..checkpoints.weights import run_nets
 from ..data.layout import checked_layout, layout_settings
 from ..evaluation.protocol_settings import EVAL_SPLITS, check_eval_settings
+from .from_weights import check_classes, from_weights, take_data_set
 
 SUMMARY = "test trained weights with a protocol of Sec. 3.2"
 
 
 def check(cfg: DictConfig) -> None:
+    """The protocol; the weights (their scaling, their net, and the data set they were trained on when the
+    command line names none: `tasks.from_weights`); the split the task's datamodule reads, and its classes."""
     check_eval_settings(cfg.eval)
-    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "eval"), cfg.data.normalize)
-    checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))  # the split the task's datamodule reads
+    first = from_weights(cfg, cfg.eval.get("ensemble"), "eval")
+    if first is not None:  # a checkpoint of ours: its data set when the command line names none, its classes
+        take_data_set(cfg, *first)
+        check_classes(*first, checked_layout(**layout_settings(cfg.data, EVAL_SPLITS)))
+    else:
+        checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))
 
 
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list, list, list[str]]:

@@ -14,9 +14,10 @@ import logging
 
 from omegaconf import DictConfig
 
-from ..checkpoints.weights import check_named_nets, run_nets
+from ..checkpoints.weights import run_nets
 from ..data.readers import read_labelled
 from ..evaluation.protocol_settings import check_aggregate, check_features_settings
+from .from_weights import from_weights
 
 log = logging.getLogger(__name__)
 SUMMARY = "fc7 descriptors of a data set (Appendix B)"
@@ -24,9 +25,10 @@ SUMMARY = "fc7 descriptors of a data set (Appendix B)"
 
 def check(cfg: DictConfig) -> None:
     check_features_settings(cfg.features)
-    check_named_nets(run_nets(cfg, cfg.features.get("ensemble"), "features"), cfg.data.normalize)
     # the reader checks the layout as it lists the images (again in the run)
     read_labelled(cfg.features.dataset, cfg.features.root, cfg.features.splits)
+    # the nets' input scaling is theirs (data.normalize): a command line saying otherwise is refused
+    from_weights(cfg, cfg.features.get("ensemble"), "features")
 
 
 def feature_nets(cfg: DictConfig) -> tuple[list, list[str]]:

@@ -18,10 +18,11 @@ import os
 from omegaconf import DictConfig
 
 from ..checkpoints.files import CheckpointError
-from ..checkpoints.weights import check_named_nets, run_nets
+from ..checkpoints.weights import run_nets
 from ..data.layout import image_files, is_image_file, utf8_name
 from ..evaluation.protocol_settings import check_eval_settings
 from ..rules import check_rules, is_int
+from .from_weights import from_weights
 
 log = logging.getLogger(__name__)
 SUMMARY = "classify images (inputs=...): predictions.csv"
@@ -50,7 +51,8 @@ def input_files(inputs: str | None) -> list[str]:
 def check(cfg: DictConfig) -> None:
     check_eval_settings(cfg.eval)  # the protocol, Q and batch bounds the prediction uses
     check_rules("", cfg, {"top_k": (lambda k: is_int(k) and k >= 1, "an int >= 1 (classes per image, 5)")})
-    check_named_nets(run_nets(cfg, cfg.eval.get("ensemble"), "predict"), cfg.data.normalize)
+    # the net, its classes, scaling and Q come from the checkpoint: a command line saying otherwise is refused
+    from_weights(cfg, cfg.eval.get("ensemble"), "predict")
     input_files(cfg.get("inputs"))
 
 
@@ -75,7 +77,7 @@ def predictor_for(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict | None:
-    from ..app.job import output_dir
+    from ..app.job import command_line_keys, output_dir
     from ..app.run_dir import PREDICTIONS
     from ..app.trainer import build_trainer
     from ..evaluation.evaluator import Evaluator
@@ -85,7 +87,9 @@ def run(cfg: DictConfig) -> dict | None:
     files = input_files(cfg.inputs)
     predictor, train_scale, sources = predictor_for(cfg)
     job = {"config": "+".join(dict.fromkeys(n.config for n in predictor.nets)), "train_scale": train_scale}
-    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, devices=1, num_nodes=1)
+    # a prediction is no experiment: it logs nowhere unless its command line names a logger (logger=wandb)
+    logs = any(key.startswith("logger") for key in command_line_keys() or ())
+    trainer = build_trainer(cfg, {**job, "test_scales": predictor.scales}, logs, devices=1, num_nodes=1)
     evaluator = Evaluator(
         predictor.nets,
         "",

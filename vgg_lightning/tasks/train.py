@@ -14,6 +14,7 @@ from ..data.layout import SPLITS, checked_layout, layout_settings
 from ..evaluation.protocol_settings import check_eval_settings
 from ..paper import parent
 from ..training.recipe_settings import check_optim_settings, check_start
+from .from_weights import take_start
 
 log = logging.getLogger(__name__)
 SUMMARY = "train a net with the paper's recipe, then test it (default)"
@@ -28,6 +29,7 @@ def check(cfg: DictConfig) -> None:
     # ckpt_path=last names no file: it means this run dir's newest checkpoint, or a fresh start when there is
     # none (checkpoints.read.resume_path)
     check_files_exist([None if cfg.get("ckpt_path") == "last" else cfg.get("ckpt_path"), cfg.model.get("init_from")])
+    take_start(cfg)  # the net, its scaling: a fine-tune's are those of the weights it starts from
     checked_layout(**layout_settings(cfg.data, SPLITS))  # the splits the datamodule reads
 
 
@@ -75,6 +77,7 @@ def initial_weights(cfg: DictConfig) -> Start | None:
 
 
 def run(cfg: DictConfig) -> dict | None:
+    import os
     import time
 
     import lightning as L
@@ -110,6 +113,8 @@ def run(cfg: DictConfig) -> dict | None:
         normalize=datamodule.normalizer.normalize,
         test_scale=datamodule.test_scale,
         weights_source=initial and initial.source,
+        dataset=datamodule.name,
+        data_root=os.path.abspath(datamodule.root),
     )
     if initial and ckpt_path is None:
         warm_start(module.net, initial.state, initial.spec, initial.path)
@@ -120,9 +125,19 @@ def run(cfg: DictConfig) -> dict | None:
     job = {"config": cfg.model.config, "train_scale": datamodule.scale_label, "test_scales": [datamodule.test_scale]}
     trainer = build_trainer(cfg, job)
     accumulate_to_global_batch(trainer, datamodule)
-    if ckpt_path is None:
-        load_no_checkpoint(trainer)  # a fresh start: no file picked by Lightning's own rules (SLURM's hpc_ckpt_N)
+    if ckpt_path is None:  # a fresh start: no file picked by Lightning's own rules (SLURM's hpc_ckpt_N, a "last")
+        load_no_checkpoint(trainer)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     # the final weights (last.ckpt), as the paper tests its nets; `center` is what validation measures
     tested = run_evaluation(trainer, [module.net], datamodule, cfg.eval, cfg.model.channels_last)
+    print_epochs(trainer, num_classes)
     return write_results(trainer, cfg, started, num_classes=num_classes, train_scale=datamodule.scale_label, **tested)
+
+
+def print_epochs(trainer, num_classes: int) -> None:
+    """The epoch table (training.callbacks.EpochTable), on rank 0, chance beside the first error."""
+    from ..training.callbacks import EpochTable
+
+    table = next((c for c in trainer.callbacks if isinstance(c, EpochTable)), None)
+    if table is not None and table.rows and trainer.is_global_zero:
+        log.info("%s", table.table(chance=100 * (1 - 1 / num_classes)))

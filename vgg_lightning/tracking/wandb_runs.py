@@ -9,6 +9,7 @@ resumes in the same run dir continues the same W&B run.
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import secrets
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..paper import format_scale, format_test_scales
 
+log = logging.getLogger(__name__)
 RUN_ID_FILE = Path("wandb") / "run_id"  # inside the run dir, beside W&B's own run folders
 
 
@@ -101,6 +103,9 @@ def wandb_run_args(config: Mapping, settings: Mapping, run_dir: Path, sweep: tup
         "id": run_id(run_dir),
         "job_type": settings["task"],
         "config": {**flatten(config), "experiment": settings["experiment"], "run_dir": str(run_dir)},
+        # W&B's own console lines (its banner, an offline run's sync hints, the run's history and summary, 5 to
+        # 25 lines) give way to one of ours when the run ends (`finish_wandb`)
+        "settings": {"silent": True},
     }
 
 
@@ -147,4 +152,10 @@ def finish_wandb() -> None:
     otherwise log into this one's run. Called in a `finally`: a job ending in an exception is marked failed."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
+        run = wandb.run
+        name, where = (
+            run.name,
+            f"offline in {run.settings.sync_dir} (wandb sync uploads it)" if run.offline else run.url,
+        )
         wandb.finish(exit_code=1 if sys.exc_info()[0] is not None else 0)
+        log.info("W&B run %s: %s", name, where)

@@ -30,9 +30,13 @@ class ImagesPerSecond(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts without that hook
-        if peak_flops(pl_module.device) is None:
-            device = torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else "the CPU"
-            log.info("MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
+        if (
+            peak_flops(pl_module.device) is None
+        ):  # said on a GPU; on the CPU, where no one looks for MFU, in the log file
+            on_gpu = pl_module.device.type == "cuda"
+            device = torch.cuda.get_device_name(pl_module.device) if on_gpu else "the CPU"
+            level = logging.INFO if on_gpu else logging.DEBUG
+            log.log(level, "MFU unknown: no dense bf16 peak known for %s (vgg_lightning/speed.py, PEAK_BF16)", device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._images += len(batch.get("label", ())) * trainer.world_size
@@ -73,7 +77,9 @@ class ProgressBar(RichProgressBar):
         if due or not trainer.training:  # validation and epoch ends: read now (once)
             values = trainer.callback_metrics
             steps = {name: values[name].item() for name in self.STEP_VALUES if name in values}
-            self._shown, self._read_at = {**super().get_metrics(trainer, pl_module), **steps}, step
+            shown = super().get_metrics(trainer, pl_module)
+            shown.pop("v_num", None)  # the logger's version: a run dir holds one run
+            self._shown, self._read_at = {**shown, **steps}, step
         return self._shown
 
 
@@ -108,3 +114,59 @@ class GPUSpeedups(L.Callback):
             del net.forward  # the instance attribute set in setup: VGG.forward shows through again
             net._compiled = False
             log.info("torch.compile undone: the evaluation gets the eager net")
+
+
+class EpochTable(L.Callback):
+    """Each epoch's training loss, validation loss and top-1 error and lr, as a table the training task prints
+    when it ends (`table()`): what a run learnt, at a glance. An epoch's row is read when its figures are all
+    logged (at the next epoch's start, or when training ends); the rows travel in the checkpoints, so a resumed
+    run prints them all."""
+
+    COLUMNS = (  # heading, logged key, format
+        ("epoch", None, "{:d}"),
+        ("train loss", "train/loss_epoch", "{:.3f}"),
+        ("val loss", "val/loss", "{:.3f}"),
+        ("val top-1 error", "val/top1_error", "{:.1f} %"),
+        ("lr", "lr", "{:g}"),
+    )
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, float]] = {}
+        self._validated: int | None = None  # the epoch whose validation ran last, its row not yet read
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = trainer.current_epoch
+
+    def _record(self, trainer: L.Trainer) -> None:
+        values = trainer.callback_metrics
+        if self._validated is not None:
+            self.rows[self._validated] = {key: float(values[key]) for _, key, _ in self.COLUMNS[1:] if key in values}
+            self._validated = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def state_dict(self) -> dict:
+        return {"rows": {str(epoch): row for epoch, row in self.rows.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = {int(epoch): row for epoch, row in (state_dict.get("rows") or {}).items()}
+
+    def table(self, chance: float | None = None) -> str:
+        """The rows as text: a heading, one line per epoch; the chance level beside the first error."""
+        headings = [heading for heading, _, _ in self.COLUMNS]
+        lines = []
+        for epoch, row in sorted(self.rows.items()):
+            cells = [fmt.format(epoch) if key is None else (fmt.format(row[key]) if key in row else "-")
+                     for _, key, fmt in self.COLUMNS]  # fmt: skip
+            lines.append(cells)
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headings)]
+        text = ["  ".join(h.ljust(w) for h, w in zip(headings, widths)).rstrip()]
+        for i, cells in enumerate(lines):
+            line = "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+            text.append(f"{line}   (chance: {chance:.1f} %)" if i == 0 and chance is not None else line)
+        return "\n".join(text)

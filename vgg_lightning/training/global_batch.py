@@ -21,7 +21,8 @@ def accumulate_to_global_batch(trainer: L.Trainer, datamodule) -> int:
         )
     device_batch, steps = batch_plan(datamodule.batch_size, trainer.world_size, datamodule.max_device_batch)
     trainer.accumulate_grad_batches = steps
-    log.info(
+    log.log(
+        logging.INFO if trainer.world_size > 1 or steps > 1 else logging.DEBUG,  # said when it is more than the batch
         "global batch %d = %d process(es) x %d images x %d accumulation step(s)",
         datamodule.batch_size,
         trainer.world_size,

@@ -44,8 +44,10 @@ class VGGClassifier(L.LightningModule):
     used by the training script); `optim` the optimiser's and the schedule's. Both are saved in the
     checkpoint, which therefore rebuilds its own net; so are `train_scale` (S), for the results of a later eval,
     and what a prediction needs without the data: the class names (`classes`, and ImageNet's `wnids`), the
-    input scaling (`normalize`) and the test scale Q (`test_scale`); and where released weights it started
-    from came from (`weights_source`: `VGG.source`, the file's name, size and sha256, what was folded).
+    input scaling (`normalize`) and the test scale Q (`test_scale`); the data set trained on (`dataset`, its
+    name, and `data_root`), which a later eval reads when told of no other (`tasks.from_weights`); and where
+    released weights it started from came from (`weights_source`: `VGG.source`, the file's name, size and
+    sha256, what was folded).
 
     `model.freeze=features` trains the head only (fc6-fc8, for fine-tuning); `optim.head_lr` gives the head its
     own learning rate (null: `optim.lr`).
@@ -62,6 +64,8 @@ class VGGClassifier(L.LightningModule):
         normalize: str | None = None,
         test_scale: int | None = None,
         weights_source: Mapping | None = None,
+        dataset: str | None = None,
+        data_root: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

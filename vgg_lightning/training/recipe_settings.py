@@ -69,4 +69,7 @@ def check_trainer_settings(trainer: Mapping) -> None:
 def check_start(weights: str | None, init_from: str | None) -> None:
     """One starting point for the net at most: torchvision's file (weights=) or a checkpoint (model.init_from)."""
     if weights and init_from:
-        raise ValueError(f"weights={weights} and model.init_from={init_from}: the net starts from one of them")
+        raise ValueError(
+            f"weights={weights} and model.init_from={init_from}: the net starts from one of them (weights=null "
+            f"starts it from the checkpoint)"
+        )
