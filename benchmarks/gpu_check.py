@@ -191,7 +191,7 @@ def markdown(report: dict) -> str:
     """The rows of BENCHMARKS.md's summary table that this run measured, then every step's status."""
     found = {name: step.get("result") or {} for name, step in report["steps"].items()}
     device, today, command = report["device"], report["date"], "`python benchmarks/gpu_check.py --out DIR`"
-    rows = [*_train_rows(found.get("train_vgg16", {}), found.get("loader", {}), device)]
+    rows = [*_train_rows(found.get("train_vgg16", {}), found.get("loader", {}))]
     dense = {k: v for k, v in found.get("dense_eval", {}).items() if isinstance(v, (int, float))}
     if any(k.endswith("_batch_1") for k in dense):
         keys = sorted(k for k in dense if not k.endswith("_batch_1") and f"{k.split('_')[0]}_batch_1" in dense)
@@ -224,7 +224,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _train_rows(train: dict, loader: dict, device: str):
+def _train_rows(train: dict, loader: dict):
     best = "compiled" if "compiled_images_per_s" in train else "eager"
     synthetic = train.get(f"{best}_images_per_s")
     if synthetic:
@@ -236,7 +236,7 @@ def _train_rows(train: dict, loader: dict, device: str):
         ]
         mfu = [f"MFU {100 * train[f'{m}_mfu']:.0f}%{'' if m == best else ' eager'}"
                for m in (best, "eager") if train.get(f"{m}_mfu") and (m == best or best == "compiled")]  # fmt: skip
-        yield f"| train VGG-16 ({device}) | {'; '.join(value)} | {', '.join(mfu) or 'MFU unknown'} |"
+        yield f"| train VGG-16 | {'; '.join(value)} | {', '.join(mfu) or 'MFU unknown'} |"
     paths = {k.split("_")[0]: v for k, v in loader.items() if k.endswith("_images_per_s") and isinstance(v, float)}
     if paths:
         value = "; ".join(f"{path}: {rate:,.0f} img/s" for path, rate in paths.items())

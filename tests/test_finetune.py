@@ -120,3 +120,5 @@ def test_finetune_as_documented_from_one_of_our_checkpoints_takes_its_net(cli_en
     )
     w_and_b = [line for line in output.splitlines() if "wandb" in line.lower() or "W&B" in line]
     assert len(w_and_b) == 1 and w_and_b[0].startswith("W&B run A S256 Q256: offline in"), w_and_b
+    # 2 batches an epoch, under the logging interval (20): logged once an epoch, and Lightning has no warning
+    assert "smaller than the logging interval" not in output

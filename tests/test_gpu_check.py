@@ -35,10 +35,10 @@ def test_gpu_check_dry_run_runs_every_step_and_returns_a_small_folder(tmp_path, 
     assert steps["syncs"]["host_syncs"]["max_between_logging"] == 0
     assert report["elapsed_s"] <= report["budget_s"] == 420
     table = (out / "gpu_check.md").read_text()
-    for row in ("| train VGG-16 (CPU) |", "| data pipeline |", "| dense eval bucketing |", "| lightning overhead |",
+    for row in ("| train VGG-16 |", "| data pipeline |", "| dense eval bucketing |", "| lightning overhead |",
                 "| syncs per training step |"):  # fmt: skip
         assert row in table
-    assert "MFU" in table.split("| train VGG-16 (CPU) |")[1].splitlines()[0]
+    assert "MFU" in table.split("| train VGG-16 |")[1].splitlines()[0]
 
 
 def test_a_step_that_overruns_is_killed_whole_its_figures_kept_and_the_budget_skips_what_no_longer_fits(

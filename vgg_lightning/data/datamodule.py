@@ -173,7 +173,19 @@ class ImageNetDataModule(L.LightningDataModule):
         return dali_views(loader, self, self.trainer) if self.loader == "dali" else loader
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        if self.trainer is not None:
+            self._log_every_epoch(len(self.train_set) // (self._world()[1] * self.per_device_batch()))
+        return loader
+
+    def _log_every_epoch(self, batches: int) -> None:
+        """A folder smaller than the logging interval (a fine-tune's few hundred images) is logged, and checked
+        for divergence, at least once an epoch: the interval becomes the epoch's batches (after
+        trainer.limit_train_batches), and Lightning has nothing to warn about."""
+        trainer, limit = self.trainer, self.trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * (1.0 if limit is None else limit))
+        if 0 < batches < trainer.log_every_n_steps:
+            trainer.log_every_n_steps = batches
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
