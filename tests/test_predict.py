@@ -64,6 +64,7 @@ def test_eval_and_predict_score_the_demos_net_as_its_training_did(trained, demo_
     # a prediction is no experiment: no logger, no W&B run, unless its command line names one
     assert sorted(p.name for p in predict_dir.iterdir()) == [".hydra", "__main__.log", "predictions.csv"]
     assert "W&B" not in result.stdout + result.stderr and "wandb" not in result.stdout + result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr  # nor a library's warning about our sampler
 
     # image by image: the batched run gives what one image through the protocol gives
     predictor = Predictor.from_checkpoint(str(trained))
