@@ -213,3 +213,22 @@ def test_torchvision_files_join_an_ensemble_and_each_net_must_take_the_runs_inpu
     with pytest.raises(ValueError, match="weights=caffe: the released Caffe nets take data.normalize=paper"):
         task_nets([NamedNet("caffe", str(d), "D")], {"config": "D"}, normalize="torchvision")
     assert json.loads(json.dumps(used[0].net.source))["bytes"] == vgg16.stat().st_size
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "torch<1.6 format (torchvision's own files)"])
+def test_the_torch_free_check_takes_torchvisions_file_named_as_a_checkpoint(zipped, demo_root, tmp_path):
+    """torchvision's VGG file named where checkpoints are (ckpt_path=) is read by the check without torch as
+    torchvision's (no header of ours inside), in either of torch's formats: the run's input scaling must be
+    its own (outside an app every value counts as given: the app would take it, a command line saying
+    otherwise is refused)."""
+    from vgg_lightning.checkpoints.header import read_header
+    from vgg_lightning.tasks.from_weights import from_weights
+
+    vgg11 = tmp_path / "vgg11-8a719046.pth"
+    torch.save(to_torchvision(narrow("A", classes=1000)), vgg11, _use_new_zipfile_serialization=zipped)
+    assert read_header(str(vgg11)) is None
+    common = ["task=eval", f"ckpt_path={vgg11}", "data=demo", f"data.root={demo_root}"]
+    with pytest.raises(CheckpointError, match=f"data.normalize=paper, but {vgg11} was trained with data.normalize="
+                                              "torchvision"):  # fmt: skip
+        from_weights(compose_cfg(*common), None, "eval")
+    assert from_weights(compose_cfg(*common, "data.normalize=torchvision"), None, "eval") is None

@@ -23,6 +23,7 @@ from ..models.choices import settings_spec
 from .files import ZIP, CheckpointError, code_in, existing_checkpoint, pickled_head, refusing
 
 TORCHVISION_FC8 = "classifier.6.weight"  # a key of every torchvision VGG state dict
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch's old format (torchvision's VGG files are in it)
 
 
 class _Inert:
@@ -51,10 +52,16 @@ class _HeaderUnpickler(pickle.Unpickler):
 
 
 def _unpickled(path: str):
-    """The pickled object of torch's zip format (its `<name>/data.pkl`); of an old-style file, its first pickle
-    (torch's legacy format begins with a magic number: not a checkpoint of ours, which are all zips)."""
+    """The pickled object of torch's zip format (its `<name>/data.pkl`), or of its old format (torch < 1.6, as
+    torchvision's VGG files are: a magic number, the protocol, the system's sizes, then the object, each a
+    pickle of its own); of any other pickle, the first."""
     if not pickled_head(path).startswith(ZIP):
         with open(path, "rb") as file:
+            found = _HeaderUnpickler(file).load()
+            if found != LEGACY_MAGIC:
+                return found
+            for _ in range(2):  # the protocol version, the system's sizes
+                _HeaderUnpickler(file).load()
             return _HeaderUnpickler(file).load()
     with zipfile.ZipFile(path) as archive:
         pickles = [name for name in archive.namelist() if name.count("/") == 1 and name.endswith("/data.pkl")]

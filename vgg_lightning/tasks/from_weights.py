@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from ..app.job import asked_model_keys, command_line_keys, experiment_named_net, group_choice
-from ..checkpoints.files import CheckpointError, existing_checkpoint
+from ..checkpoints.files import CheckpointError
 from ..checkpoints.header import check_net, read_header
 from ..checkpoints.weights import CHECKPOINT, check_named_nets, run_nets
 from ..models.choices import canonical_config, paper_warm_start, settings_spec
@@ -63,9 +63,6 @@ def from_weights(cfg: DictConfig, ensemble: Sequence[str] | str | None, task: st
     theirs: `checkpoints.weights.check_named_nets`). Returns the first net's (path, header) when it is a
     checkpoint of ours, for an eval to take its data set from; None otherwise."""
     nets = run_nets(cfg, ensemble, task)
-    for net in nets:  # a missing file is named before any is read
-        if net.kind == CHECKPOINT:
-            existing_checkpoint(net.path)
     headers = {net.path: read_header(net.path) for net in nets if net.kind == CHECKPOINT}
     ours = {path: header for path, header in headers.items() if header is not None}  # None: torchvision's file
     for key in ("normalize", "classes"):
