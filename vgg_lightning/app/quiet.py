@@ -22,6 +22,8 @@ QUIET_WARNINGS = (  # library warnings that say nothing to the user (regular exp
     r"The `srun` command is available on your system but is not used",  # Lightning, on any machine with SLURM
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # torch's pytree, inside Lightning
     r"You're resuming from a checkpoint that ended before the epoch ended",  # our EpochSampler resumes exactly
+    # a resume (ckpt_path=last) writes into its own checkpoints/: a fresh run into a dir of files is refused first
+    r"Checkpoint directory .* exists and is not empty",
     # Lightning cannot tell whether a batch sampler of ours drops images: ShapeBatchSampler never does (tested)
     r"You are using a custom batch sampler `ShapeBatchSampler` for prediction",
 )

@@ -35,10 +35,14 @@ def code_in(module: str, name: str) -> CodeInCheckpoint:
 
 
 def refusing(path: str, error: CheckpointError) -> CheckpointError:
-    """`error` (a reader's, which does not know the path) as the one line a user reads."""
+    """`error` (a reader's, which does not know the path) as the one line a user reads; its `reason` is the
+    reader's words alone, for a message that names the file itself (`checkpoints.read.resume_path`)."""
     if isinstance(error, CodeInCheckpoint):
-        return CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only")
-    return CheckpointError(f"cannot read checkpoint {path!r}: {error}")
+        said = CodeInCheckpoint(f"refusing {path!r}: {error}; a checkpoint holds tensors and plain data only")
+    else:
+        said = CheckpointError(f"cannot read checkpoint {path!r}: {error}")
+    said.reason = str(error)
+    return said
 
 
 def existing_checkpoint(path: str) -> str:

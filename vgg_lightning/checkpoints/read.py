@@ -110,7 +110,7 @@ def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
         try:
             found[path] = recorded_progress(path)
         except CheckpointError as error:
-            refused[path] = str(error).replace(repr(str(path)), "it")
+            refused[path] = getattr(error, "reason", str(error))
     if not found:  # starting afresh would overwrite them: the user decides
         names = ", ".join(str(path.relative_to(run_dir)) for path in candidates)
         reasons = "; ".join(f"{path.name}: {reason}" for path, reason in refused.items())
