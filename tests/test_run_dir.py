@@ -186,6 +186,16 @@ def test_a_read_only_or_full_run_dir_is_one_line_and_keeps_what_was_written(cli_
     assert (kept / "last.ckpt").read_bytes() == last.read_bytes()
 
 
+def test_a_state_past_max_epochs_is_refused_in_one_line(cli_env, tmp_path, demo_run, demo_root):
+    """The demo's last.ckpt holds epoch 7: resumed with trainer.max_epochs=6, Lightning would stop with a
+    traceback; the run says it in one line, naming the key and what would do."""
+    ckpt = demo_run / "checkpoints" / "last.ckpt"
+    result = run_cli("experiment=demo", f"data.root={demo_root}", "trainer.max_epochs=6", f"ckpt_path={ckpt}",
+                     f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path, check=False)  # fmt: skip
+    assert_one_line_error(result, f"{ckpt} holds the state of epoch 7 (step 192), past trainer.max_epochs=6",
+                          "trainer.max_epochs=8 or more")  # fmt: skip
+
+
 def test_a_truncated_last_ckpt_is_refused_not_started_afresh_over(cli_env, tmp_path, demo_run, demo_root):
     run_dir = tmp_path / "T"
     (run_dir / "checkpoints").mkdir(parents=True)

@@ -91,6 +91,19 @@ def recorded_progress(path: Path) -> tuple[int, int]:
         raise CheckpointError(f"{str(path)!r} is not a training checkpoint (no step and epoch inside)") from None
 
 
+def check_not_past(path: str, max_epochs: int | None) -> None:
+    """Lightning refuses, with a traceback, to resume a state past `trainer.max_epochs`: said here, before any
+    work, in one line."""
+    if max_epochs is None or max_epochs == -1:
+        return
+    step, epoch = recorded_progress(Path(path))
+    if epoch > max_epochs:  # Lightning's own test (checkpoint_connector.restore_loops)
+        raise CheckpointError(
+            f"{path} holds the state of epoch {epoch} (step {step}), past trainer.max_epochs={max_epochs}: pass "
+            f"trainer.max_epochs={epoch + 1} or more to train it on, or test it with task=eval ckpt_path={path}"
+        )
+
+
 def resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """ckpt_path=last means the newest state of this run among its checkpoints/last*.ckpt (last.ckpt, the
     interrupted run's last-interrupted.ckpt) and the checkpoints older versions saved on SLURM's SIGUSR1

@@ -86,7 +86,7 @@ def run(cfg: DictConfig) -> dict | None:
     from ..app.job import group_choice, output_dir, plain_config
     from ..app.results import write_results
     from ..app.trainer import build_trainer
-    from ..checkpoints.read import check_checkpoint, resume_path
+    from ..checkpoints.read import check_checkpoint, check_not_past, resume_path
     from ..compat import load_no_checkpoint
     from ..data.classes import class_names
     from ..evaluation.evaluator import run_evaluation
@@ -101,6 +101,7 @@ def run(cfg: DictConfig) -> dict | None:
     ckpt_path = resume_path(cfg.ckpt_path, output_dir())
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, cfg.model, num_classes)
+        check_not_past(ckpt_path, cfg.trainer.max_epochs)
     classes, wnids = class_names(datamodule.classes())
     initial = initial_weights(cfg)
     module = VGGClassifier(
