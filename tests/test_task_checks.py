@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import STEPS, assert_one_line_error, image_folder, run_cli, this_checkout, write_checkpoint
 
 HEAVY = ("torch", "lightning", "torchvision")
@@ -210,6 +211,16 @@ def test_bad_values_are_refused_before_any_work_in_one_line(cli_env, tmp_path, d
     assert_one_line_error(result, *expected)
     assert set(os.listdir(run_dir)) <= {".hydra", "__main__.log"}  # refused before any work: Hydra's files alone
     assert "data.batch_size=0" != overrides[0] or "max_device_batch" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_trainer_setting_lightning_refuses_is_one_line_under_its_group(cli_env, tmp_path, demo_root):
+    """trainer.accelerator=gpu where there is none: Lightning's Trainer refuses it; one line, not Hydra's
+    account of the call."""
+    args = ["experiment=demo", f"data.root={demo_root}", *STEPS, "trainer.accelerator=gpu"]
+    result = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}", env=cli_env, cwd=tmp_path, check=False)
+    assert_one_line_error(result, "trainer: No supported gpu backend found! (Lightning's Trainer refused")
+    assert "Error in call to target" not in result.stderr
 
 
 def test_hydra_full_error_shows_the_traceback(cli_env, tmp_path, demo_root):

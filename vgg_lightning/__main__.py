@@ -64,6 +64,10 @@ def user_error(error: BaseException) -> str | None:
         return problem
     if isinstance(error, OverrideParseException):
         return quote_message(error.override, error.message.splitlines()[0])
+    if isinstance(error, HydraException) and type(error.__cause__).__name__ == "MisconfigurationException":
+        # Lightning's Trainer refusing its settings (trainer.accelerator=gpu on a machine without one, ...):
+        # its words, under the group that holds them, not Hydra's account of the call
+        return f"trainer: {error.__cause__} (Lightning's Trainer refused the trainer.* settings: --cfg job shows them)"
     if isinstance(error, (HydraException, OmegaConfBaseException)):
         text = str(error).split("Config search path:")[0]  # where Hydra looked: --info searchpath shows it
         unknown = unknown_key_message(text, sys.argv[1:])
