@@ -216,19 +216,23 @@ def test_torchvision_files_join_an_ensemble_and_each_net_must_take_the_runs_inpu
 
 
 @pytest.mark.parametrize("zipped", [True, False], ids=["zip", "torch<1.6 format (torchvision's own files)"])
-def test_the_torch_free_check_takes_torchvisions_file_named_as_a_checkpoint(zipped, demo_root, tmp_path):
+def test_the_torch_free_check_takes_torchvisions_file_named_as_a_checkpoint(zipped, demo_root, tmp_path, monkeypatch):
     """torchvision's VGG file named where checkpoints are (ckpt_path=) is read by the check without torch as
-    torchvision's (no header of ours inside), in either of torch's formats: the run's input scaling must be
-    its own (outside an app every value counts as given: the app would take it, a command line saying
-    otherwise is refused)."""
+    torchvision's (no header of ours inside), in either of torch's formats: the run takes its input scaling,
+    and a command line that gives another is refused."""
     from vgg_lightning.checkpoints.header import read_header
-    from vgg_lightning.tasks.from_weights import from_weights
+    from vgg_lightning.tasks import from_weights as module
 
     vgg11 = tmp_path / "vgg11-8a719046.pth"
     torch.save(to_torchvision(narrow("A", classes=1000)), vgg11, _use_new_zipfile_serialization=zipped)
     assert read_header(str(vgg11)) is None
     common = ["task=eval", f"ckpt_path={vgg11}", "data=demo", f"data.root={demo_root}"]
+    # what the app's command line gave (Hydra's overrides): nothing of data.normalize, then data.normalize=paper
+    monkeypatch.setattr(module, "command_line_keys", lambda: {"task", "ckpt_path", "data", "data.root"})
+    cfg = compose_cfg(*common)
+    assert cfg.data.normalize == "paper" and module.from_weights(cfg, None, "eval") is None
+    assert cfg.data.normalize == "torchvision"
+    monkeypatch.setattr(module, "command_line_keys", lambda: {"task", "ckpt_path", "data", "data.normalize"})
     with pytest.raises(CheckpointError, match=f"data.normalize=paper, but {vgg11} was trained with data.normalize="
                                               "torchvision"):  # fmt: skip
-        from_weights(compose_cfg(*common), None, "eval")
-    assert from_weights(compose_cfg(*common, "data.normalize=torchvision"), None, "eval") is None
+        module.from_weights(compose_cfg(*common, "data.normalize=paper"), None, "eval")
