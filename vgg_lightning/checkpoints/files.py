@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import codecs
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"  # a run dir's folder of checkpoints
 LAST = "last.ckpt"
 ZIP, PICKLE = b"PK\x03\x04", b"\x80"  # torch.save's archive (torch >= 1.6); an old-style file: a pickle, protocol >= 2
+PICKLE_RECORD = "data.pkl"  # the archive's pickle, as torch.save names it (<name>/data.pkl)
 PARTIAL = ".partial-"  # a checkpoint being written (checkpoints.write): no Lightning rule reads such a name
 
 
@@ -69,6 +71,14 @@ def pickled_head(path: str) -> bytes:
     if not head.startswith((ZIP, PICKLE)):
         raise CheckpointError(f"not a checkpoint but {file_kind(head) or 'data of another kind'}")
     return head
+
+
+def pickle_record(archive: zipfile.ZipFile) -> str:
+    """The name of torch.save's pickle in a zip checkpoint; CheckpointError when it has none, or several."""
+    pickles = [name for name in archive.namelist() if name.split("/", 1)[-1] == PICKLE_RECORD]
+    if len(pickles) != 1:
+        raise CheckpointError("a zip archive without torch.save's pickle")
+    return pickles[0]
 
 
 def file_kind(head: bytes) -> str | None:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from ..models.choices import settings_spec
-from .files import ZIP, CheckpointError, code_in, existing_checkpoint, pickled_head, refusing
+from .files import ZIP, CheckpointError, code_in, existing_checkpoint, pickle_record, pickled_head, refusing
 
 TORCHVISION_FC8 = "classifier.6.weight"  # a key of every torchvision VGG state dict
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch's old format (torchvision's VGG files are in it)
@@ -63,12 +63,8 @@ def _unpickled(path: str):
             for _ in range(2):  # the protocol version, the system's sizes
                 _HeaderUnpickler(file).load()
             return _HeaderUnpickler(file).load()
-    with zipfile.ZipFile(path) as archive:
-        pickles = [name for name in archive.namelist() if name.count("/") == 1 and name.endswith("/data.pkl")]
-        if not pickles:
-            raise CheckpointError("a zip archive without torch.save's pickle")
-        with archive.open(pickles[0]) as file:
-            return _HeaderUnpickler(file).load()
+    with zipfile.ZipFile(path) as archive, archive.open(pickle_record(archive)) as file:
+        return _HeaderUnpickler(file).load()
 
 
 def read_header(path: str) -> dict | None:

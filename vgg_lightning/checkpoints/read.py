@@ -82,21 +82,22 @@ def checkpoint_classes(checkpoint: Mapping) -> list[str]:
     return list(hparams.get("classes") or map(str, range(hparams["num_classes"])))
 
 
-def recorded_progress(path: Path) -> tuple[int, int]:
-    """(global step, epoch) a checkpoint says it holds; CheckpointError when it cannot be read."""
-    checkpoint = read_checkpoint(str(path))
+def recorded_progress(path: Path, checkpoint: Mapping | None = None) -> tuple[int, int]:
+    """(global step, epoch) a checkpoint says it holds (`checkpoint`: its content, already read); CheckpointError
+    when it cannot be read."""
+    checkpoint = read_checkpoint(str(path)) if checkpoint is None else checkpoint
     try:
         return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1))
     except (AttributeError, TypeError, ValueError):
         raise CheckpointError(f"{str(path)!r} is not a training checkpoint (no step and epoch inside)") from None
 
 
-def check_not_past(path: str, max_epochs: int | None) -> None:
+def check_not_past(path: str, checkpoint: Mapping, max_epochs: int | None) -> None:
     """Lightning refuses, with a traceback, to resume a state past `trainer.max_epochs`: said here, before any
-    work, in one line."""
+    work, in one line (`checkpoint`: the content of `path`, already read)."""
     if max_epochs is None or max_epochs == -1:
         return
-    step, epoch = recorded_progress(Path(path))
+    step, epoch = recorded_progress(Path(path), checkpoint)
     if epoch > max_epochs:  # Lightning's own test (checkpoint_connector.restore_loops)
         raise CheckpointError(
             f"{path} holds the state of epoch {epoch} (step {step}), past trainer.max_epochs={max_epochs}: pass "

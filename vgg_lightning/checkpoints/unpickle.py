@@ -28,10 +28,9 @@ from collections.abc import Iterator
 import torch
 
 from ..compat import TORCH_PICKLE_GLOBALS
-from .files import ZIP, CheckpointError, CodeInCheckpoint, code_in, pickled_head
+from .files import ZIP, CheckpointError, CodeInCheckpoint, code_in, pickle_record, pickled_head
 
 ALLOWED = {("collections", "OrderedDict"), *TORCH_PICKLE_GLOBALS}
-PICKLE_RECORD = "data.pkl"  # the archive's pickle, as torch.save names it
 _STORAGE = re.compile(r"[A-Za-z0-9]+Storage")  # torch.FloatStorage, torch.BFloat16Storage, ...: typed storages
 _FORCING = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
 _ENVIRONMENT = threading.Lock()
@@ -94,10 +93,7 @@ def _check_archive(path: str) -> None:
         sizes = {info.filename.split("/", 1)[-1]: info.file_size for info in archive.infolist()}
         if "constants.pkl" in sizes:
             raise CodeInCheckpoint("it is a TorchScript archive: code (a traced or scripted module), not a checkpoint")
-        pickles = [info.filename for info in archive.infolist() if info.filename.split("/", 1)[-1] == PICKLE_RECORD]
-        if len(pickles) != 1:
-            raise CheckpointError("a zip archive without torch.save's pickle")
-        scan = _StorageScan(io.BytesIO(archive.read(pickles[0])))
+        scan = _StorageScan(io.BytesIO(archive.read(pickle_record(archive))))
         scan.load()
     for key, nbytes in scan.storages.items():
         if sizes.get(f"data/{key}") != nbytes:

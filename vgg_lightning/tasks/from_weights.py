@@ -21,10 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from ..app.job import asked_model_keys, command_line_keys, experiment_named_net, group_choice
 from ..checkpoints.files import CheckpointError
 from ..checkpoints.header import check_net, read_header
-from ..checkpoints.weights import CHECKPOINT, check_named_nets, run_nets
+from ..checkpoints.weights import CHECKPOINT, KINDS, check_named_nets, run_nets
 from ..models.choices import canonical_config, paper_warm_start, settings_spec
-
-TORCHVISION_SCALING = "torchvision"  # data.normalize of torchvision's weights
 
 
 def _given() -> set[str] | None:
@@ -74,7 +72,7 @@ def from_weights(cfg: DictConfig, ensemble: Sequence[str] | str | None, task: st
             check_net(path, header, cfg.model, asked_model_keys())
         take(cfg, "data.normalize", header.get("normalize"), path, _given())
     elif len(headers) == len(nets):  # torchvision's files alone, named as checkpoints: their scaling
-        take(cfg, "data.normalize", TORCHVISION_SCALING, nets[0].path, _given())
+        take(cfg, "data.normalize", KINDS["torchvision"].normalize, nets[0].path, _given())
     check_named_nets(nets, cfg.data.normalize)
     first = nets[0].path
     return (first, ours[first]) if first in ours else None

@@ -100,8 +100,7 @@ def run(cfg: DictConfig) -> dict | None:
     num_classes = datamodule.num_classes  # validates the data folders (and writes the demo set) before any work
     ckpt_path = resume_path(cfg.ckpt_path, output_dir())
     if ckpt_path is not None:
-        check_checkpoint(ckpt_path, cfg.model, num_classes)
-        check_not_past(ckpt_path, cfg.trainer.max_epochs)
+        check_not_past(ckpt_path, check_checkpoint(ckpt_path, cfg.model, num_classes), cfg.trainer.max_epochs)
     classes, wnids = class_names(datamodule.classes())
     initial = initial_weights(cfg)
     module = VGGClassifier(
