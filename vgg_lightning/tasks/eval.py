@@ -18,12 +18,12 @@ def check(cfg: DictConfig) -> None:
     """The protocol; the weights (their scaling, their net, and the data set they were trained on when the
     command line names none: `tasks.from_weights`); the split the task's datamodule reads, and its classes."""
     check_eval_settings(cfg.eval)
-    first = from_weights(cfg, cfg.eval.get("ensemble"), "eval")
-    if first is not None:  # a checkpoint of ours: its data set when the command line names none, its classes
+    first = from_weights(cfg, cfg.eval.get("ensemble"), "eval")  # a checkpoint of ours: (path, header)
+    if first is not None:  # its data set, when the command line names none
         take_data_set(cfg, *first)
-        check_classes(*first, checked_layout(**layout_settings(cfg.data, EVAL_SPLITS)))
-    else:
-        checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))
+    folders = checked_layout(**layout_settings(cfg.data, EVAL_SPLITS))
+    if first is not None:  # the data's classes are the net's
+        check_classes(*first, folders)
 
 
 def load_nets(cfg: DictConfig, num_classes: int) -> tuple[list, list, list[str]]:
