@@ -119,25 +119,34 @@ def stop(signum: int, kept: str) -> None:
     """Leave now, saying so on stderr (rank 0): requeue first on SLURM's time-limit signal, then exit 128 +
     `signum` (raises Stopped)."""
     leaving()
+    job_id = None
     if signum == signal.SIGUSR1 and requeues_on_usr1() and is_launch_leader():
-        kept += f"; {requeue()}"
+        job_id = slurm_job_id()
+        kept += f"; requeued SLURM job {job_id}" if job_id else "; not requeued: no SLURM job id"
     stopped = Stopped(signum, f"stopped by {signal.Signals(signum).name}: {kept}")
+    # said before the requeue: SLURM ends the job at once, and a line written after may never reach its output
     if is_launch_leader():
         print(stopped.message, file=sys.stderr, flush=True)
+    if job_id and (failed := requeue(job_id)):
+        print(failed, file=sys.stderr, flush=True)
     raise stopped
 
 
-def requeue(env: Mapping[str, str] = os.environ) -> str:
-    """Ask SLURM to requeue this job (it starts again, with ckpt_path=last, from the state kept)."""
+def slurm_job_id(env: Mapping[str, str] = os.environ) -> str | None:
+    """This SLURM job's id, as scontrol names it (a task of an array job by both ids); None outside one."""
     job_id = env.get("SLURM_JOB_ID", "")
-    if env.get("SLURM_ARRAY_JOB_ID"):  # a task of an array job is named by both
+    if env.get("SLURM_ARRAY_JOB_ID"):
         job_id = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
-    if not re.fullmatch(r"[0-9]+(_[0-9]+)?", job_id):
-        return f"not requeued: {job_id!r} is not a SLURM job id"
+    return job_id if re.fullmatch(r"[0-9]+(_[0-9]+)?", job_id) else None
+
+
+def requeue(job_id: str) -> str | None:
+    """Ask SLURM to requeue the job (it starts again, with ckpt_path=last, from the state kept); None when
+    it took the request, else why not."""
     done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     if done.returncode:
         return f"requeueing SLURM job {job_id} failed: {(done.stderr or done.stdout).strip()}"
-    return f"requeued SLURM job {job_id}"
+    return None
 
 
 @contextlib.contextmanager
